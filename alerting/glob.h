@@ -1,0 +1,12 @@
+#pragma once
+// Shell-style globs for monitor names in alerts and silences: `*` any run of
+// characters, `?` one character, `[abc]` / `[a-z]` / `[!a]` a set. No path semantics.
+
+#include <string_view>
+
+namespace gatewatch::alerting {
+
+bool GlobMatch(std::string_view pattern, std::string_view text);
+bool HasGlobChars(std::string_view pattern);
+
+}  // namespace gatewatch::alerting

@@ -1,0 +1,75 @@
+#pragma once
+// The whole configuration (SPEC section 4): TOML in, each module's plain config
+// structs out. This file and config.cc are the only places that know TOML.
+//
+// Errors are collected, not thrown: a TOML syntax error stops at the first (toml++
+// does), every validation error of a syntactically valid file is reported together,
+// each with file:line:col, the key path and what was expected.
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "alerting/config.h"
+#include "daemon/config_text.h"
+#include "probes/config.h"
+#include "probes/result.h"
+#include "probes/url.h"
+#include "storage/config.h"
+
+namespace gatewatch::daemon {
+
+using namespace std::chrono_literals;
+
+struct ServerConfig {
+  std::string listen = "0.0.0.0:9464";
+  HostPort listen_addr{"0.0.0.0", 9464};
+  std::string api_token;  // secret; empty = write and ingest endpoints answer 403
+  std::string region = "local";
+  std::string tls_cert;
+  std::string tls_key;
+  int shard_index = 1;  // shard = "i/N": this replica probes its share of monitors
+  int shard_count = 1;
+  Duration shutdown_grace = 5s;
+};
+
+struct Config {
+  std::string source;  // the file it came from
+  ServerConfig server;
+  probes::EngineConfig engine;
+  storage::StorageConfig storage;
+  probes::ProbeSettings defaults;
+  std::vector<probes::RegionConfig> regions;  // server.region first, then file order
+  std::vector<probes::MonitorConfig> monitors;
+  std::vector<alerting::AlertRule> alerts;
+  std::vector<alerting::NotifierConfig> notifiers;
+  std::vector<alerting::SilenceConfig> silences;
+
+  const probes::MonitorConfig* FindMonitor(std::string_view name) const;
+  const probes::RegionConfig* FindRegion(std::string_view name) const;
+  // Monitor x region pairs: the number of independent probe schedules.
+  size_t ProbeSlots() const;
+};
+
+struct ConfigError {
+  std::string file;
+  int line = 0;  // 1-based; 0 when the error has no position (file unreadable)
+  int column = 0;
+  std::string path;  // "monitors[2].url"; empty for syntax errors
+  std::string message;
+
+  // "gatewatch.toml:31:9: monitors[2].url: expected an http:// or https:// URL, ..."
+  std::string ToString() const;
+};
+using ConfigErrors = std::vector<ConfigError>;
+
+// Parses config text; `source_name` is used in error messages.
+Result<Config, ConfigErrors> ParseConfig(std::string_view text, const std::string& source_name,
+                                         const EnvLookup& env = ProcessEnv());
+Result<Config, ConfigErrors> LoadConfigFile(const std::string& path,
+                                            const EnvLookup& env = ProcessEnv());
+
+// Human summary for `gatewatch validate` (no secrets).
+std::string Summarize(const Config& config);
+
+}  // namespace gatewatch::daemon
