@@ -89,8 +89,21 @@ class Ctx {
     return {1, 1};
   }
 
+  // Cross-field rules of a struct (its Validate()) run only when every field of it was
+  // read cleanly: on a half-read struct they would report consequences, not causes.
   void AddFieldErrors(const std::string& path, const std::vector<FieldError>& errors) {
+    if (HasErrorsUnder(path)) return;
     for (const FieldError& e : errors) AddAt(e.field.empty() ? path : Join(path, e.field), e.message);
+  }
+
+  bool HasErrorsUnder(const std::string& path) const {
+    for (const ConfigError& e : errors_) {
+      if (e.path.compare(0, path.size(), path) == 0 &&
+          (e.path.size() == path.size() || e.path[path.size()] == '.' || e.path[path.size()] == '[')) {
+        return true;
+      }
+    }
+    return false;
   }
 
   ConfigErrors TakeErrors() {
@@ -674,10 +687,18 @@ void ReadAlert(TableReader& r, alerting::AlertRule& a) {
   } else if (!r.Has("kind")) {
     r.Missing("kind", "one of status_rate, down, latency, cert_expiry");
   }
+  if (!kind_ok) {
+    // Without a kind no kind-specific key can be checked; mark them known and stop here
+    // rather than guess (the kind error says what to fix).
+    for (const AlertKey& k : AlertKeys()) r.Get(k.key);
+    for (const char* key : {"for", "resolve_for", "repeat", "severity", "notify"}) r.Get(key);
+    r.Finish();
+    return;
+  }
   for (const AlertKey& k : AlertKeys()) {
     if (!r.Has(k.key)) continue;
     const bool applies = std::find(k.kinds.begin(), k.kinds.end(), a.kind) != k.kinds.end();
-    if (kind_ok && !applies) {
+    if (!applies) {
       r.Get(k.key);  // known, but misplaced
       r.Error(k.key, std::string(k.key) + " applies to kind " + KindList(k.kinds) +
                          " only; this alert is kind " + Quote(alerting::ToString(a.kind)));

@@ -18,6 +18,12 @@ struct HttpServer::Impl {
 HttpServer::HttpServer(Options options) : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
   auto& srv = impl_->server;
+  // httplib's default also sets SO_REUSEPORT, which would let a second gatewatch share
+  // the port silently; a port in use must be a start-up error instead.
+  srv.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   srv.set_payload_max_length(1 << 20);
   srv.set_read_timeout(10, 0);
   srv.set_write_timeout(10, 0);

@@ -1,6 +1,7 @@
 #include "probes/duration.h"
 
 #include <array>
+#include <cctype>
 #include <limits>
 
 namespace gatewatch {
@@ -10,7 +11,6 @@ struct Unit {
   std::string_view name;
   int64_t ms;
 };
-// Longest names first where one is a prefix of another ("ms" before "m").
 constexpr std::array<Unit, 5> kDurationUnits{{
     {"d", 86'400'000},
     {"h", 3'600'000},
@@ -63,15 +63,15 @@ Result<Duration> ParseDuration(std::string_view text) {
     if (!s.empty() && s.front() == '.') {
       return Error("duration " + quoted + " has a fraction; write \"1500ms\" instead of \"1.5s\"");
     }
+    size_t letters = 0;
+    while (letters < s.size() && std::isalpha(static_cast<unsigned char>(s[letters]))) ++letters;
+    const std::string_view unit_name = s.substr(0, letters);
     const Unit* unit = nullptr;
     for (const Unit& u : kDurationUnits) {
-      if (s.substr(0, u.name.size()) == u.name) {
-        unit = &u;
-        break;
-      }
+      if (unit_name == u.name) unit = &u;
     }
     if (unit == nullptr) {
-      if (s.empty()) {
+      if (unit_name.empty() && s.empty()) {
         return Error("duration " + quoted + " has no unit; use ms, s, m, h or d (e.g. \"" +
                      std::string(text) + "s\")");
       }

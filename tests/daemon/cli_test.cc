@@ -1,0 +1,89 @@
+#include "daemon/cli.h"
+
+#include <doctest/doctest.h>
+
+#include <sstream>
+
+#include "gatewatch_version.h"
+#include "tests/support/process.h"
+#include "tests/support/temp_dir.h"
+
+namespace gatewatch::daemon {
+namespace {
+
+struct Run {
+  int code;
+  std::string out, err;
+};
+Run Cli(std::vector<std::string> args) {
+  std::ostringstream out, err;
+  const int code = RunCli(args, out, err);
+  return {code, out.str(), err.str()};
+}
+
+TEST_CASE("CLI: version and help exit 0") {
+  auto v = Cli({"version"});
+  CHECK(v.code == 0);
+  CHECK(v.out == std::string("gatewatch ") + kVersion + "\n");
+  auto h = Cli({"--help"});
+  CHECK(h.code == 0);
+  CHECK(h.out.find("validate --config FILE") != std::string::npos);
+}
+
+TEST_CASE("CLI: usage errors exit 2 with the help text") {
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {}, {"frobnicate"}, {"validate"}, {"validate", "--config"}, {"run", "--bogus"},
+           {"version", "extra"}, {"--log-level", "loud", "version"}}) {
+    CAPTURE(args.size());
+    auto r = Cli(args);
+    CHECK(r.code == kExitUsage);
+    CHECK(r.err.find("usage: gatewatch <command>") != std::string::npos);
+    CHECK(r.out.empty());
+  }
+}
+
+TEST_CASE("CLI: validate prints a summary for a good file and all errors for a bad one") {
+  testing::TempDir dir;
+  const std::string good = dir.Write("good.toml",
+                                     "[[monitors]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/\"\n");
+  auto ok = Cli({"validate", "--config=" + good});
+  CHECK(ok.code == 0);
+  CHECK(ok.out.find("config OK: " + good) != std::string::npos);
+  CHECK(ok.out.find("monitors:  1 x regions = 1 probe schedule") != std::string::npos);
+
+  const std::string bad = dir.Write("bad.toml", "[server]\nlisten = 1\n[defaults]\nretries = \"x\"\n");
+  auto r = Cli({"validate", "-c", bad});
+  CHECK(r.code == kExitUsage);
+  CHECK(r.err == bad + ":2:10: server.listen: expected a string, got an integer (1)\n" + bad +
+                     ":4:11: defaults.retries: expected an integer, got a string (\"x\")\n"
+                     "2 errors in " + bad + "\n");
+}
+
+TEST_CASE("CLI: the shipped ten-mistakes config gives ten precise errors and exit 2") {
+  const std::string file = std::string(GATEWATCH_SOURCE_DIR) + "/examples/ten-mistakes.toml";
+  auto r = testing::RunCommand({GATEWATCH_BINARY, "validate", "--config", file});
+  CHECK(r.exit_code == 2);
+  CHECK(r.out.empty());
+  const std::vector<std::string> expected = {
+      ":5:10: server.listen: \"0.0.0.0\" has no port; expected HOST:PORT",
+      ":8:12: defaults.interval: expected a duration string such as \"30s\" (a bare number has "
+      "no unit), got an integer (30)",
+      ":9:1: defaults.timout: unknown key; did you mean \"timeout\"?",
+      ":13:8: monitors[0].url: expected an http:// or https:// URL, got scheme \"ftp\"",
+      ":14:14: monitors[0].upstreams[0]: unknown monitor \"shop-api\"",
+      ":17:8: monitors[1].name: duplicate monitor name \"shop\" (first defined at line 11)",
+      ":19:12: monitors[1].max_body: size \"64KB\" uses a decimal or ambiguous unit; sizes are "
+      "binary: B, KiB, MiB, GiB",
+      ":26:9: alerts[0].count: codes and count are mutually exclusive: count = \"gateway_error\" "
+      "counts every gateway-class failure, codes lists literal status codes",
+      ":28:11: alerts[0].notify[0]: unknown notifier \"ops\"",
+      ":33:8: notifiers[0].url: environment variable GATEWATCH_TEST_UNSET_WEBHOOK is not set",
+  };
+  std::string want;
+  for (const auto& line : expected) want += file + line + "\n";
+  want += "10 errors in " + file + "\n";
+  CHECK(r.err == want);
+}
+
+}  // namespace
+}  // namespace gatewatch::daemon

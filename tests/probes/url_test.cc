@@ -1,0 +1,65 @@
+#include "probes/url.h"
+
+#include <doctest/doctest.h>
+
+namespace gatewatch {
+namespace {
+
+TEST_CASE("Url: http and https with defaults and explicit ports") {
+  auto u = ParseHttpUrl("https://Shop.Example.com/healthz?x=1#frag");
+  REQUIRE(u.has_value());
+  CHECK(u->scheme == "https");
+  CHECK(u->host == "shop.example.com");
+  CHECK(u->port == 443);
+  CHECK_FALSE(u->port_explicit);
+  CHECK(u->target == "/healthz?x=1");
+  CHECK_FALSE(u->host_is_ip);
+
+  auto v = ParseHttpUrl("http://127.0.0.1:8080");
+  REQUIRE(v.has_value());
+  CHECK(v->port == 8080);
+  CHECK(v->port_explicit);
+  CHECK(v->target == "/");
+  CHECK(v->host_is_ip);
+
+  auto w = ParseHttpUrl("http://[::1]:9464/metrics");
+  REQUIRE(w.has_value());
+  CHECK(w->host == "::1");
+  CHECK(w->port == 9464);
+  CHECK(w->host_is_ip);
+
+  auto q = ParseHttpUrl("http://example.com?a=b");
+  REQUIRE(q.has_value());
+  CHECK(q->target == "/?a=b");
+}
+
+TEST_CASE("Url: rejects what a monitor cannot probe") {
+  for (const char* bad : {"ftp://x/", "example.com", "http://", "http://user:pw@host/",
+                          "http://host:0/", "http://host:70000/", "http://ho st/",
+                          "http://host/a b", "http://[::1/", "http://a..b/"}) {
+    CAPTURE(bad);
+    CHECK_FALSE(ParseHttpUrl(bad).has_value());
+  }
+}
+
+TEST_CASE("HostPort: listen addresses and resolver addresses") {
+  auto a = ParseHostPort("0.0.0.0:9464");
+  REQUIRE(a.has_value());
+  CHECK(a->host == "0.0.0.0");
+  CHECK(a->port == 9464);
+  auto b = ParseHostPort("[::1]:53");
+  REQUIRE(b.has_value());
+  CHECK(b->host == "::1");
+  auto c = ParseHostPort("127.0.0.53", 53);
+  REQUIRE(c.has_value());
+  CHECK(c->port == 53);
+  CHECK_FALSE(ParseHostPort("127.0.0.1").has_value());
+  CHECK_FALSE(ParseHostPort("::1:53").has_value());
+  CHECK_FALSE(ParseHostPort(":80").has_value());
+  CHECK(IsIpLiteral("10.1.2.3"));
+  CHECK(IsIpLiteral("fe80::1"));
+  CHECK_FALSE(IsIpLiteral("localhost"));
+}
+
+}  // namespace
+}  // namespace gatewatch
