@@ -4,6 +4,7 @@
 #include <optional>
 
 #include "daemon/app.h"
+#include "daemon/check.h"
 #include "daemon/config.h"
 #include "gatewatch_version.h"
 #include "probes/log.h"
@@ -18,11 +19,20 @@ stored in SQLite, exposed to Prometheus, alerts with a diagnosis.
 
 commands:
   run --config FILE        run the daemon (SIGHUP reloads, SIGTERM stops)
+  check URL [--upstream URL]... [--region NAME --config FILE] [--json]
+                           probe now: phases, outcome, responder fingerprint, TLS facts;
+                           exit 0 only when the target and every upstream are healthy
   validate --config FILE   check a config file; print a summary, or every error
   version                  print the version
 
 options:
   -c, --config FILE        the TOML config file
+  --upstream URL           (check) an upstream behind the target; repeatable
+  --region NAME            (check) probe from this region of the config (proxy, resolvers)
+  --timeout DURATION       (check) whole-probe limit, e.g. "5s" (default: the config's)
+  --ca-file FILE           (check) CA bundle to verify with (default: the system's)
+  --insecure               (check) do not verify TLS certificates
+  --json                   (check) machine-readable output
   --log-level LEVEL        debug, info (default), warn or error; logs are logfmt on stderr
   -h, --help               this text
 
@@ -30,38 +40,52 @@ exit codes: 0 success, 1 a check or start-up failed, 2 bad usage or invalid conf
 )";
 
 struct Parsed {
-  std::string command;
+  std::vector<std::string> positional;  // the command, then its arguments
   std::optional<std::string> config;
   std::optional<std::string> log_level;
+  std::optional<std::string> region;
+  std::optional<std::string> timeout;
+  std::optional<std::string> ca_file;
+  std::vector<std::string> upstreams;
+  bool json = false;
+  bool insecure = false;
   bool help = false;
 };
 
-// Parses the flags every command shares. Returns an error message on bad usage.
+// Parses the flags. Returns an error message on bad usage.
 std::optional<std::string> Parse(const std::vector<std::string>& args, Parsed& p) {
+  const std::map<std::string, std::optional<std::string> Parsed::*> valued = {
+      {"--config", &Parsed::config},   {"-c", &Parsed::config},
+      {"--log-level", &Parsed::log_level}, {"--region", &Parsed::region},
+      {"--timeout", &Parsed::timeout}, {"--ca-file", &Parsed::ca_file}};
   for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    const auto take_value = [&](std::string_view flag, std::optional<std::string>& into)
-        -> std::optional<std::string> {
-      if (a.size() > flag.size() && a.compare(0, flag.size(), flag) == 0 && a[flag.size()] == '=') {
-        into = a.substr(flag.size() + 1);
-        return std::nullopt;
-      }
-      if (i + 1 >= args.size()) return std::string(flag) + " needs a value";
-      into = args[++i];
-      return std::nullopt;
+    std::string flag = args[i];
+    std::optional<std::string> inline_value;
+    if (const size_t eq = flag.find('='); flag.rfind("--", 0) == 0 && eq != std::string::npos) {
+      inline_value = flag.substr(eq + 1);
+      flag = flag.substr(0, eq);
+    }
+    const auto value = [&]() -> std::optional<std::string> {
+      if (inline_value) return inline_value;
+      if (i + 1 >= args.size()) return std::nullopt;
+      return args[++i];
     };
-    if (a == "-h" || a == "--help") {
+    if (flag == "-h" || flag == "--help") {
       p.help = true;
-    } else if (a == "-c" || a == "--config" || a.rfind("--config=", 0) == 0) {
-      if (auto e = take_value(a == "-c" ? "-c" : "--config", p.config)) return e;
-    } else if (a == "--log-level" || a.rfind("--log-level=", 0) == 0) {
-      if (auto e = take_value("--log-level", p.log_level)) return e;
-    } else if (!a.empty() && a[0] == '-') {
-      return "unknown option " + a;
-    } else if (p.command.empty()) {
-      p.command = a;
+    } else if (flag == "--json" || flag == "--insecure") {
+      (flag == "--json" ? p.json : p.insecure) = true;
+    } else if (auto it = valued.find(flag); it != valued.end()) {
+      auto v = value();
+      if (!v) return flag + " needs a value";
+      p.*(it->second) = *v;
+    } else if (flag == "--upstream") {
+      auto v = value();
+      if (!v) return "--upstream needs a URL";
+      p.upstreams.push_back(*v);
+    } else if (!flag.empty() && flag[0] == '-') {
+      return "unknown option " + flag;
     } else {
-      return "unexpected argument " + a;
+      p.positional.push_back(args[i]);
     }
   }
   return std::nullopt;
@@ -89,7 +113,8 @@ int Validate(const std::string& path, std::ostream& out, std::ostream& err) {
 int RunCli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
   Parsed p;
   if (auto problem = Parse(args, p)) return Usage(err, *problem);
-  if (p.help || p.command == "help") {
+  const std::string command = p.positional.empty() ? "" : p.positional.front();
+  if (p.help || command == "help") {
     out << kUsage;
     return kExitOk;
   }
@@ -100,16 +125,39 @@ int RunCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
     }
     log::SetMinLevel(level);
   }
-  if (p.command.empty()) return Usage(err, "no command given");
-  if (p.command == "version") {
+  if (command.empty()) return Usage(err, "no command given");
+  const size_t max_args = command == "check" ? 2 : 1;
+  if (p.positional.size() > max_args) return Usage(err, "unexpected argument " + p.positional[max_args]);
+  if (command != "check" && (!p.upstreams.empty() || p.region || p.timeout || p.ca_file || p.json || p.insecure)) {
+    return Usage(err, "--upstream, --region, --timeout, --ca-file, --json and --insecure go with check");
+  }
+  if (command == "version") {
     out << "gatewatch " << kVersion << "\n";
     return kExitOk;
   }
-  if (p.command == "validate" || p.command == "run") {
-    if (!p.config) return Usage(err, p.command + " needs --config FILE");
-    return p.command == "validate" ? Validate(*p.config, out, err) : RunDaemon(*p.config);
+  if (command == "validate" || command == "run") {
+    if (!p.config) return Usage(err, command + " needs --config FILE");
+    return command == "validate" ? Validate(*p.config, out, err) : RunDaemon(*p.config);
   }
-  return Usage(err, "unknown command \"" + p.command + "\"");
+  if (command == "check") {
+    if (p.positional.size() < 2) return Usage(err, "check needs a URL");
+    CheckOptions o;
+    o.url = p.positional[1];
+    o.upstreams = p.upstreams;
+    o.config = p.config;
+    o.region = p.region;
+    o.ca_file = p.ca_file;
+    o.json = p.json;
+    o.insecure = p.insecure;
+    if (p.timeout) {
+      auto d = ParseDuration(*p.timeout);
+      if (!d) return Usage(err, "--timeout: " + d.error());
+      if (d->count() <= 0) return Usage(err, "--timeout must be positive");
+      o.timeout = *d;
+    }
+    return RunCheck(o, out, err);
+  }
+  return Usage(err, "unknown command \"" + command + "\"");
 }
 
 }  // namespace gatewatch::daemon
