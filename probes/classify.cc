@@ -1,5 +1,7 @@
 #include "probes/classify.h"
 
+#include "probes/probe_result.h"
+
 #include <curl/curl.h>
 
 #include <cerrno>
@@ -55,6 +57,8 @@ Classified ClassifyTransfer(const TransferFacts& f) {
         return Fail(Outcome::kNetworkUnreachable, std::strerror(f.os_errno));
       }
       if (f.os_errno == ETIMEDOUT) return Fail(Outcome::kConnectTimeout, CurlDetail(f));
+      // The server accepted and reset before curl finished its connect check.
+      if (f.os_errno == ECONNRESET) return Fail(Outcome::kConnectionReset, CurlDetail(f));
       return Fail(Outcome::kConnectRefused, CurlDetail(f));
     case CURLE_OPERATION_TIMEDOUT:
       return Timeout(f);
@@ -131,6 +135,14 @@ Classified ClassifyResponse(int status, const std::vector<StatusMatcher>& expect
     }
   }
   return {Outcome::kOk, "", true};
+}
+
+Outcome ExcuseIfSilenced(const ProbeResult& r, bool silenced) {
+  if (!silenced || r.http_status != 503) return r.outcome;
+  for (const auto& [name, value] : r.headers) {
+    if (name == "retry-after") return Outcome::kExcused;
+  }
+  return r.outcome;
 }
 
 }  // namespace gatewatch::probes

@@ -46,4 +46,8 @@ Classified ClassifyResponse(int status, const std::vector<StatusMatcher>& expect
                             const HeaderList& header_contains, std::string_view body,
                             const HeaderList& headers, bool body_capped);
 
+// SPEC section 4: a 503 carrying Retry-After during a silence is excused, not a failure.
+// `r` is a finished probe; `silenced` says whether its monitor is inside a silence now.
+Outcome ExcuseIfSilenced(const struct ProbeResult& r, bool silenced);
+
 }  // namespace gatewatch::probes

@@ -162,6 +162,11 @@ struct Attempt {
   TlsFacts tls;
   std::optional<Outcome> engine_outcome;
   std::string engine_detail;
+  // libcurl 7.88 reports no connect time when the TLS handshake then fails or stalls, so
+  // whether TCP connected is asked of the socket itself (open/close-socket callbacks).
+  curl_socket_t socket = CURL_SOCKET_BAD;
+  bool tcp_connected = false;
+  SteadyTime last_seen_unconnected{};
 
   ~Attempt() {
     curl_slist_free_all(request_headers);
@@ -202,6 +207,29 @@ size_t HeaderCallback(char* data, size_t size, size_t n, void* user) {
     a->headers.emplace_back(Lower(Trim(line.substr(0, colon))), std::string(Trim(line.substr(colon + 1))));
   }
   return len;
+}
+
+bool SocketConnected(curl_socket_t fd) {
+  if (fd == CURL_SOCKET_BAD) return false;
+  sockaddr_storage peer{};
+  socklen_t len = sizeof peer;
+  return getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) == 0;
+}
+
+curl_socket_t OpenSocket(void* user, curlsocktype, curl_sockaddr* addr) {
+  auto* a = static_cast<Attempt*>(user);
+  const curl_socket_t fd = ::socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+  if (fd >= 0) a->socket = fd;
+  return fd < 0 ? CURL_SOCKET_BAD : fd;
+}
+
+int CloseSocket(void* user, curl_socket_t fd) {
+  auto* a = static_cast<Attempt*>(user);
+  if (fd == a->socket) {
+    a->tcp_connected = a->tcp_connected || SocketConnected(fd);
+    a->socket = CURL_SOCKET_BAD;
+  }
+  return ::close(fd);
 }
 
 }  // namespace
@@ -529,6 +557,10 @@ void HttpProber::Impl::StartTransfer(Attempt& a, const std::string& ip) {
   curl_easy_setopt(e, CURLOPT_WRITEDATA, &a);
   curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, HeaderCallback);
   curl_easy_setopt(e, CURLOPT_HEADERDATA, &a);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, OpenSocket);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, &a);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, CloseSocket);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, &a);
   // One CA store for every probe: a CA *file* is cached by libcurl 7.88, a CA path is not.
   curl_easy_setopt(e, CURLOPT_CAINFO, options.ca_file.c_str());
   curl_easy_setopt(e, CURLOPT_CAPATH, nullptr);
@@ -563,23 +595,28 @@ void HttpProber::Impl::StartTransfer(Attempt& a, const std::string& ip) {
   curl_multi_add_handle(multi, e);
 }
 
-// The TLS phase has its own limit: connect time + tls_timeout. libcurl 7.88 has no
-// separate TLS timeout, so the engine checks when the limit could first be exceeded.
+// The TLS phase has its own limit: TCP connected + tls_timeout. libcurl 7.88 has no
+// separate TLS timeout and reports no connect time while the handshake runs, so the
+// engine asks the socket: while TCP is not up it looks again soon; once it is, the
+// handshake is taken to have started when it was last seen unconnected (the error is at
+// most one re-check interval, early rather than late).
 void HttpProber::Impl::CheckTlsDeadline(uint64_t id, Duration tls_timeout) {
   auto it = attempts.find(id);
   if (it == attempts.end() || it->second->easy == nullptr) return;
   Attempt& a = *it->second;
-  curl_off_t connect_us = 0, app_us = 0;
-  curl_easy_getinfo(a.easy, CURLINFO_CONNECT_TIME_T, &connect_us);
+  curl_off_t app_us = 0;
   curl_easy_getinfo(a.easy, CURLINFO_APPCONNECT_TIME_T, &app_us);
   if (app_us > 0) return;  // handshake done in time
   const auto now = std::chrono::steady_clock::now();
-  if (connect_us == 0) {  // not connected yet: look again one tls_timeout later
-    timers.emplace(now + tls_timeout, [this, id, tls_timeout] { CheckTlsDeadline(id, tls_timeout); });
+  const Duration recheck = std::min<Duration>(tls_timeout / 4 + Duration(1), Duration(100));
+  if (!SocketConnected(a.socket)) {
+    a.last_seen_unconnected = now;
+    timers.emplace(now + recheck, [this, id, tls_timeout] { CheckTlsDeadline(id, tls_timeout); });
     return;
   }
+  a.tcp_connected = true;
   const SteadyTime transfer_start = a.started + a.resolve.value_or(microseconds(0));
-  const SteadyTime limit = transfer_start + microseconds(connect_us) + tls_timeout;
+  const SteadyTime limit = std::max(transfer_start, a.last_seen_unconnected) + tls_timeout;
   if (now >= limit) {
     Abort(id, Outcome::kTlsError, "TLS handshake did not finish within " + FormatDuration(tls_timeout));
     return;
@@ -638,7 +675,7 @@ void HttpProber::Impl::Finish(uint64_t id, int curl_code) {
     curl_easy_getinfo(a.easy, CURLINFO_TOTAL_TIME_T, &total_us);
     f.os_errno = static_cast<int>(os_errno);
     f.proxy_connect_code = connect_code;
-    f.connected = connect > 0;
+    f.connected = connect > 0 || a.tcp_connected || SocketConnected(a.socket);
     f.tls_done = app > 0;
     f.headers_received = first_byte > 0 && status > 0;
     f.http_status = static_cast<int>(status);
