@@ -59,6 +59,32 @@ TEST_CASE("CLI: validate prints a summary for a good file and all errors for a b
                      "2 errors in " + bad + "\n");
 }
 
+TEST_CASE("CLI: check usage errors exit 2, a failing probe exits 1") {
+  auto no_url = Cli({"check"});
+  CHECK(no_url.code == kExitUsage);
+  CHECK(no_url.err.find("check needs a URL") != std::string::npos);
+  auto bad_url = Cli({"check", "ftp://example.com/"});
+  CHECK(bad_url.code == kExitUsage);
+  CHECK(bad_url.err.find("scheme \"ftp\"") != std::string::npos);
+  auto bad_upstream = Cli({"check", "http://127.0.0.1:1/", "--upstream", "nope"});
+  CHECK(bad_upstream.code == kExitUsage);
+  CHECK(bad_upstream.err.find("upstream-1") != std::string::npos);
+  auto bad_timeout = Cli({"check", "http://127.0.0.1:1/", "--timeout", "5"});
+  CHECK(bad_timeout.code == kExitUsage);
+  CHECK(bad_timeout.err.find("has no unit") != std::string::npos);
+  auto region = Cli({"check", "http://127.0.0.1:1/", "--region", "mars"});
+  CHECK(region.code == kExitUsage);
+  CHECK(region.err.find("unknown region \"mars\"") != std::string::npos);
+  auto misplaced = Cli({"validate", "--config", "x.toml", "--json"});
+  CHECK(misplaced.code == kExitUsage);
+
+  // Port 1 on loopback: nothing listens, so the probe fails and check exits 1.
+  auto refused = Cli({"check", "http://127.0.0.1:1/", "--timeout=2s"});
+  CHECK(refused.code == kExitFailed);
+  CHECK(refused.out.find("outcome   connect_refused") != std::string::npos);
+  CHECK(refused.out.find("NOT healthy") != std::string::npos);
+}
+
 TEST_CASE("CLI: the shipped ten-mistakes config gives ten precise errors and exit 2") {
   const std::string file = std::string(GATEWATCH_SOURCE_DIR) + "/examples/ten-mistakes.toml";
   auto r = testing::RunCommand({GATEWATCH_BINARY, "validate", "--config", file});
