@@ -45,18 +45,19 @@ int RefusedPort(IpFamily family) {
 BlackholeServer::BlackholeServer(int verify_ms)
     : listener_(BindLoopback(IpFamily::kV4, SOCK_STREAM, /*backlog=*/0, /*non_blocking=*/true)),
       port_(LocalPort(listener_.get())) {
+  // With backlog 0 the first connection completes into the queue and fills it; later
+  // SYNs are dropped. A probe that is still in progress after one established filler
+  // proves it. Probes are kept open too: should a slow one complete after all, it only
+  // fills the queue further (and a dropped one merely retransmits its SYN to us).
   bool verified = false;
-  for (int i = 0; i < kMaxFillers; ++i) {
+  int established = 0;
+  for (int i = 0; i < kMaxFillers && !verified; ++i) {
     UniqueFd fd;
     const ConnectState state = TryConnect(port_, verify_ms, &fd);
-    if (state == ConnectState::kConnected) {
-      fillers_.push_back(std::move(fd));
-      continue;
-    }
-    // The probe stayed in SYN_SENT (the queue is full) or failed: close it, so its SYN
-    // retransmissions stop; a kept one could complete later and take a queue slot.
-    verified = state == ConnectState::kInProgress;
-    break;
+    if (state == ConnectState::kFailed) break;
+    if (state == ConnectState::kConnected) ++established;
+    verified = state == ConnectState::kInProgress && established > 0;
+    fillers_.push_back(std::move(fd));
   }
   if (!verified) Die("BlackholeServer: the accept queue never filled; SYNs are not dropped");
 }

@@ -19,7 +19,8 @@ int RefusedPort(IpFamily family = IpFamily::kV4);
 // SYN when sk_acceptq_is_full, even with syncookies on): a client's connect() stays in
 // SYN_SENT until its own timeout. listen(backlog 0) takes one established connection; the
 // constructor adds filler connections (never accepted) until a probe connect stays in
-// progress for `verify_ms`, and keeps the fillers for the object's lifetime. No thread.
+// progress for `verify_ms`, and keeps the fillers (and the probe) for the object's
+// lifetime. No thread.
 // Blocks for about verify_ms in the constructor; dies (stderr + abort) if the queue never
 // fills, so a BlackholeServer that exists is verified.
 class BlackholeServer {
@@ -31,6 +32,7 @@ class BlackholeServer {
 
   int port() const { return port_; }
   std::string Url(std::string_view path = "/") const;  // "http://127.0.0.1:PORT/path"
+  // Client sockets held open: established fillers plus the in-progress probe.
   int fillers() const { return static_cast<int>(fillers_.size()); }
 
  private:

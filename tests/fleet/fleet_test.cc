@@ -153,7 +153,7 @@ TEST_CASE("Fleet: refused port answers RST") {
 
 TEST_CASE("Fleet: blackhole leaves connect in progress") {
   BlackholeServer blackhole;
-  CHECK(blackhole.fillers() >= 1);
+  CHECK(blackhole.fillers() >= 2);  // one established, one probe left in SYN_SENT
   CHECK(blackhole.Url("/x") == "http://127.0.0.1:" + std::to_string(blackhole.port()) + "/x");
   for (int attempt = 0; attempt < 2; ++attempt) {  // stays black for repeated probes
     UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
