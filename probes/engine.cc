@@ -260,6 +260,7 @@ struct HttpProber::Impl {
   std::deque<Waiting> waiting;
   std::unordered_map<uint64_t, std::unique_ptr<Attempt>> attempts;
   std::multimap<SteadyTime, std::function<void()>> timers;
+  SystemTime next_tick = SystemTime::max();
   uint64_t next_id = 1;
   std::thread thread;
 
@@ -308,6 +309,8 @@ void HttpProber::Submit(ProbeJob job) {
   curl_multi_wakeup(impl_->multi);
 }
 
+void HttpProber::Wake() { curl_multi_wakeup(impl_->multi); }
+
 void HttpProber::Stop(Duration grace) {
   {
     std::lock_guard lock(impl_->mu);
@@ -327,10 +330,18 @@ HttpProber::Stats HttpProber::GetStats() const {
 
 void HttpProber::Impl::Run() {
   for (;;) {
+    FireTimers();
+    if (options.on_tick) {
+      bool is_stopping = false;
+      {
+        std::lock_guard lock(mu);
+        is_stopping = stopping;
+      }
+      next_tick = is_stopping ? SystemTime::max() : options.on_tick();
+    }
     bool stop_now = false;
     TakeIncoming(&stop_now);
     if (stop_now) break;
-    FireTimers();
     StartWaiting();
     PollOnce();
   }
@@ -645,6 +656,7 @@ void HttpProber::Impl::Finish(uint64_t id, int curl_code) {
   r.monitor = m.name;
   r.region = a.job->region->name;
   r.started_at = a.started_at;
+  r.due = a.job->due;
   r.attempt = a.number;
   r.resolved = std::move(a.resolved);
   r.phases.resolve = a.resolve;
@@ -797,6 +809,11 @@ void HttpProber::Impl::PollOnce() {
   if (!timers.empty()) {
     const auto until = duration_cast<milliseconds>(timers.begin()->first - std::chrono::steady_clock::now()).count();
     timeout_ms = std::min<long>(timeout_ms, std::max<long>(0, static_cast<long>(until)));
+  }
+  if (next_tick != SystemTime::max()) {
+    // Round up: waking a millisecond early would spin until the slot is due.
+    const auto until = std::chrono::duration_cast<microseconds>(next_tick - clock.Now()).count();
+    timeout_ms = std::min<long>(timeout_ms, std::max<long>(0, static_cast<long>((until + 999) / 1000)));
   }
   if (!waiting.empty() && in_flight.load() < options.max_in_flight) timeout_ms = 0;
   curl_multi_poll(multi, fds.data(), static_cast<unsigned>(fds.size()), static_cast<int>(timeout_ms), nullptr);

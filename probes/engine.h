@@ -12,6 +12,7 @@
 // rest wait in FIFO order until their start_by passes (then they are skipped).
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -26,6 +27,9 @@ class HttpProber final : public Prober {
     int max_in_flight = 256;
     std::string ca_file = "/etc/ssl/certs/ca-certificates.crt";  // shared CA store
     size_t max_queued = 100'000;  // waiting jobs beyond this are skipped at once
+    // Called on the engine thread at the top of every loop iteration (the scheduler
+    // submits what is due from here); returns when it next wants to be called.
+    std::function<SystemTime()> on_tick;
   };
 
   struct Stats {
@@ -41,6 +45,9 @@ class HttpProber final : public Prober {
   HttpProber& operator=(const HttpProber&) = delete;
 
   void Submit(ProbeJob job) override;
+
+  // Makes the engine loop run now (e.g. after the schedule changed). Thread-safe.
+  void Wake();
 
   // Stops accepting jobs; in-flight probes get `grace` to finish (their results are
   // delivered), then the rest are dropped without results. Joins the thread. Idempotent.

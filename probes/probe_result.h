@@ -40,6 +40,7 @@ struct ProbeResult {
   std::string monitor;
   std::string region;
   SystemTime started_at{};
+  SystemTime due{};  // when the schedule wanted it (zero when unscheduled); not stored
   int attempt = 0;         // 0 = the scheduled probe, 1.. = confirmation retries
   bool confirmed = false;  // the attempt that decides (success, or the last retry)
   Outcome outcome = Outcome::kOk;

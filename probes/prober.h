@@ -16,6 +16,8 @@ struct ProbeJob {
   std::shared_ptr<const RegionConfig> region;
   // Not started by then (all slots busy) -> skipped: on_skip runs instead, no result.
   SteadyTime start_by = SteadyTime::max();
+  // When the schedule wanted this probe to start (for lag); copied into the results.
+  SystemTime due{};
   // Once per attempt, on the prober's thread; must not block. The last attempt (success
   // or the final retry) has confirmed = true.
   std::function<void(ProbeResult)> on_result;
