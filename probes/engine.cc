@@ -235,10 +235,11 @@ int CloseSocket(void* user, curl_socket_t fd) {
 }  // namespace
 
 struct HttpProber::Impl {
-  Impl(Options o, const Clock& c) : options(std::move(o)), clock(c) {}
+  Impl(Options o, const Clock& c, HttpProber* owner) : options(std::move(o)), clock(c), self(owner) {}
 
   Options options;
   const Clock& clock;
+  HttpProber* self;  // for on_tick
 
   // Shared with submitting threads.
   mutable std::mutex mu;  // guards incoming, stopping, stop_deadline
@@ -281,7 +282,7 @@ struct HttpProber::Impl {
 };
 
 HttpProber::HttpProber(Options options, const Clock& clock)
-    : impl_(std::make_unique<Impl>(std::move(options), clock)) {
+    : impl_(std::make_unique<Impl>(std::move(options), clock, this)) {
   GlobalInitOnce();
   RaiseFileLimit(impl_->options.max_in_flight);
   impl_->multi = curl_multi_init();
@@ -337,7 +338,7 @@ void HttpProber::Impl::Run() {
         std::lock_guard lock(mu);
         is_stopping = stopping;
       }
-      next_tick = is_stopping ? SystemTime::max() : options.on_tick();
+      next_tick = is_stopping ? SystemTime::max() : options.on_tick(*self);
     }
     bool stop_now = false;
     TakeIncoming(&stop_now);

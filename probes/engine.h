@@ -29,7 +29,7 @@ class HttpProber final : public Prober {
     size_t max_queued = 100'000;  // waiting jobs beyond this are skipped at once
     // Called on the engine thread at the top of every loop iteration (the scheduler
     // submits what is due from here); returns when it next wants to be called.
-    std::function<SystemTime()> on_tick;
+    std::function<SystemTime(Prober& prober)> on_tick;
   };
 
   struct Stats {

@@ -2,12 +2,43 @@
 
 namespace gatewatch::probes {
 
-Duration Scheduler::Offset(std::string_view monitor_name, Duration interval) {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a 64
-  for (unsigned char c : monitor_name) {
+namespace {
+
+uint64_t Fnv1a(std::string_view text, uint64_t h = 1469598103934665603ull) {
+  for (unsigned char c : text) {
     h ^= c;
     h *= 1099511628211ull;
   }
+  return h;
+}
+
+// A finaliser so that names differing in one character spread over all shards.
+uint64_t Mix(uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdull;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ull;
+  return x ^ (x >> 33);
+}
+
+}  // namespace
+
+bool InShard(std::string_view monitor_name, int index, int count) {
+  if (count <= 1) return true;
+  int best = 1;
+  uint64_t best_score = 0;
+  for (int i = 1; i <= count; ++i) {
+    const uint64_t score = Mix(Fnv1a(monitor_name) ^ Mix(static_cast<uint64_t>(i)));
+    if (i == 1 || score > best_score) {
+      best = i;
+      best_score = score;
+    }
+  }
+  return best == index;
+}
+
+Duration Scheduler::Offset(std::string_view monitor_name, Duration interval) {
+  const uint64_t h = Fnv1a(monitor_name);
   const auto span = static_cast<uint64_t>(std::max<int64_t>(1, interval.count()));
   return Duration(static_cast<int64_t>(h % span));
 }

@@ -24,6 +24,10 @@
 
 namespace gatewatch::probes {
 
+// SPEC section 9: with shard = "i/N", a replica probes the monitors that rendezvous
+// hashing of the name assigns to it (1-based index). Adding a replica moves only 1/N.
+bool InShard(std::string_view monitor_name, int index, int count);
+
 class Scheduler {
  public:
   struct Slot {

@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include <cstdlib>
 #include <map>
 
 #include "tests/support/fake_clock.h"
@@ -132,6 +133,33 @@ TEST_CASE("Scheduler: a stalled loop skips and counts missed runs instead of bur
   CHECK(due[0].next_due == first + 40s);
   CHECK(s.missed() == 3);
   CHECK(s.TakeDue(clock.Now()).empty());
+}
+
+TEST_CASE("Scheduler: shards split monitors by rendezvous hashing, evenly and stably") {
+  constexpr int kMonitors = 3000;
+  int per_shard[3] = {0, 0, 0};
+  int moved = 0;
+  for (int i = 0; i < kMonitors; ++i) {
+    const std::string name = "site-" + std::to_string(i);
+    int owners = 0;
+    int owner3 = 0;
+    for (int shard = 1; shard <= 3; ++shard) {
+      if (InShard(name, shard, 3)) {
+        ++owners;
+        owner3 = shard;
+        ++per_shard[shard - 1];
+      }
+    }
+    CHECK(owners == 1);  // exactly one replica probes each monitor
+    // Growing from 3 to 4 replicas moves a monitor only to the new replica.
+    if (!InShard(name, owner3, 4)) {
+      ++moved;
+      CHECK(InShard(name, 4, 4));
+    }
+  }
+  for (int n : per_shard) CHECK(std::abs(n - kMonitors / 3) < kMonitors / 10);
+  CHECK(std::abs(moved - kMonitors / 4) < kMonitors / 10);
+  CHECK(InShard("anything", 1, 1));
 }
 
 }  // namespace
