@@ -1,0 +1,94 @@
+#include "daemon/probe_loop.h"
+
+#include "probes/log.h"
+
+namespace gatewatch::daemon {
+
+void LagHistogram::Observe(std::chrono::microseconds lag) {
+  const int64_t us = std::max<int64_t>(0, lag.count());
+  size_t i = 0;
+  while (i < kBoundsMs.size() && us > kBoundsMs[i] * 1000) ++i;
+  buckets_[i].fetch_add(1, std::memory_order_relaxed);
+  count_.fetch_add(1, std::memory_order_relaxed);
+  sum_us_.fetch_add(us, std::memory_order_relaxed);
+}
+
+std::array<uint64_t, LagHistogram::kBoundsMs.size() + 1> LagHistogram::Buckets() const {
+  std::array<uint64_t, kBoundsMs.size() + 1> out{};
+  for (size_t i = 0; i < out.size(); ++i) out[i] = buckets_[i].load(std::memory_order_relaxed);
+  return out;
+}
+
+int64_t LagHistogram::QuantileBoundMs(double q) const {
+  const auto b = Buckets();
+  uint64_t total = 0;
+  for (uint64_t n : b) total += n;
+  if (total == 0) return 0;
+  const double want = q * static_cast<double>(total);
+  uint64_t seen = 0;
+  for (size_t i = 0; i < b.size(); ++i) {
+    seen += b[i];
+    if (static_cast<double>(seen) >= want) return i < kBoundsMs.size() ? kBoundsMs[i] : -1;
+  }
+  return -1;
+}
+
+ProbeLoop::ProbeLoop(const Clock& clock, probes::Scheduler& scheduler, Hooks hooks)
+    : clock_(clock), scheduler_(scheduler), hooks_(std::move(hooks)) {}
+
+SystemTime ProbeLoop::Tick(probes::Prober& prober) {
+  const SystemTime now = clock_.Now();
+  last_tick_.store(now.time_since_epoch().count());
+  for (auto& slot : scheduler_.TakeDue(now)) {
+    if (hooks_.store_has_room && !hooks_.store_has_room()) {
+      stats_.skipped_backpressure.fetch_add(1);
+      continue;  // nothing half-written: the probe never runs
+    }
+    probes::ProbeJob job;
+    job.monitor = std::move(slot.monitor);
+    job.region = std::move(slot.region);
+    job.due = slot.due;
+    // Not started by the next due time: skipped (the next run takes its place).
+    job.start_by = clock_.Steady() + std::chrono::duration_cast<SteadyTime::duration>(slot.next_due - now);
+    job.on_result = [this](probes::ProbeResult r) { OnResult(std::move(r)); };
+    job.on_skip = [this] { stats_.skipped_overload.fetch_add(1); };
+    stats_.submitted.fetch_add(1);
+    prober.Submit(std::move(job));
+  }
+  return scheduler_.NextDue();
+}
+
+void ProbeLoop::OnResult(probes::ProbeResult r) {
+  stats_.results.fetch_add(1);
+  if (r.attempt == 0 && r.due != SystemTime{}) {
+    stats_.lag.Observe(std::chrono::duration_cast<std::chrono::microseconds>(r.started_at - r.due));
+  }
+  if (r.confirmed) {
+    const bool failed = probes::IsFailure(r.outcome);
+    const std::string key = r.monitor + '\x1f' + r.region;
+    auto [it, inserted] = failing_.emplace(key, false);
+    const bool was_failing = it->second;
+    if (failed) {
+      auto line = log::Warn("probe failed");
+      line.Kv("monitor", r.monitor).Kv("region", r.region).Kv("outcome", probes::ToString(r.outcome));
+      if (r.http_status > 0) line.Kv("status", r.http_status);
+      if (r.http_status >= 500) {
+        line.Kv("emitter", probes::ToString(r.emitter)).Kv("reason", probes::ToString(r.reason));
+      }
+      line.Kv("attempts", r.attempt + 1).Kv("detail", r.detail);
+    }
+    if (failed != was_failing && !(inserted && !failed)) {
+      log::Info("monitor state changed")
+          .Kv("monitor", r.monitor)
+          .Kv("region", r.region)
+          .Kv("from", was_failing ? "failing" : "ok")
+          .Kv("to", failed ? "failing" : "ok")
+          .Kv("outcome", probes::ToString(r.outcome));
+    }
+    it->second = failed;
+  }
+  if (hooks_.observe) hooks_.observe(r);
+  if (hooks_.store && !hooks_.store(std::move(r))) stats_.lost.fetch_add(1);
+}
+
+}  // namespace gatewatch::daemon

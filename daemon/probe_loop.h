@@ -1,0 +1,76 @@
+#pragma once
+// The daemon's probe loop, run on the engine thread: asks the Scheduler what is due,
+// submits it to the Prober (skipping with reason `backpressure` when the store has no
+// room), and takes every result: hands it to the store and logs one line per confirmed
+// failure and per state change (never per probe).
+//
+// Thread: Tick() and OnResult() run on the engine thread only; the counters and
+// LastTick() are read from any thread.
+
+#include <array>
+#include <atomic>
+#include <functional>
+#include <string>
+#include <unordered_map>
+
+#include "probes/clock.h"
+#include "probes/prober.h"
+#include "probes/scheduler.h"
+
+namespace gatewatch::daemon {
+
+// Scheduler lag (start time - due time) in fixed buckets, lock-free.
+class LagHistogram {
+ public:
+  static constexpr std::array<int64_t, 10> kBoundsMs = {1, 5, 10, 25, 50, 100, 250, 500, 1000, 5000};
+  void Observe(std::chrono::microseconds lag);
+  // Per bucket (not cumulative); the last one is +Inf.
+  std::array<uint64_t, kBoundsMs.size() + 1> Buckets() const;
+  uint64_t Count() const { return count_.load(); }
+  double SumSeconds() const { return static_cast<double>(sum_us_.load()) / 1e6; }
+  // Upper bound of the bucket holding the q-quantile, in ms (+Inf as -1).
+  int64_t QuantileBoundMs(double q) const;
+
+ private:
+  std::array<std::atomic<uint64_t>, kBoundsMs.size() + 1> buckets_{};
+  std::atomic<uint64_t> count_{0};
+  std::atomic<int64_t> sum_us_{0};
+};
+
+struct ProbeLoopStats {
+  std::atomic<uint64_t> submitted{0};
+  std::atomic<uint64_t> skipped_overload{0};      // not started by its next due time
+  std::atomic<uint64_t> skipped_backpressure{0};  // the writer's queue was full
+  std::atomic<uint64_t> results{0};               // every attempt
+  std::atomic<uint64_t> lost{0};                  // a result the store refused (queue full)
+  LagHistogram lag;                               // attempt 0: started_at - due
+};
+
+class ProbeLoop {
+ public:
+  struct Hooks {
+    std::function<bool()> store_has_room;               // false: skip with backpressure
+    std::function<bool(probes::ProbeResult)> store;     // false: refused (counted lost)
+    std::function<void(const probes::ProbeResult&)> observe;  // optional: metrics, alerts
+  };
+
+  ProbeLoop(const Clock& clock, probes::Scheduler& scheduler, Hooks hooks);
+
+  // The engine's on_tick: submits what is due, returns when it is next needed.
+  SystemTime Tick(probes::Prober& prober);
+  void OnResult(probes::ProbeResult r);
+
+  const ProbeLoopStats& stats() const { return stats_; }
+  SystemTime LastTick() const { return SystemTime(SystemTime::duration(last_tick_.load())); }
+
+ private:
+  const Clock& clock_;
+  probes::Scheduler& scheduler_;
+  Hooks hooks_;
+  ProbeLoopStats stats_;
+  std::atomic<SystemTime::rep> last_tick_{0};
+  // Engine thread only: whether each monitor x region's last confirmed result failed.
+  std::unordered_map<std::string, bool> failing_;
+};
+
+}  // namespace gatewatch::daemon

@@ -1,0 +1,128 @@
+#include "daemon/probe_loop.h"
+
+#include <doctest/doctest.h>
+
+#include <vector>
+
+#include "probes/log.h"
+#include "tests/support/fake_clock.h"
+
+namespace gatewatch::daemon {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Records submitted jobs; the test plays the engine.
+class FakeProber final : public probes::Prober {
+ public:
+  void Submit(probes::ProbeJob job) override { jobs.push_back(std::move(job)); }
+  std::vector<probes::ProbeJob> jobs;
+};
+
+struct LogCapture {
+  std::vector<std::string> lines;
+  LogCapture() {
+    log::SetSinkForTest([this](std::string_view l) { lines.emplace_back(l); });
+  }
+  ~LogCapture() { log::SetSinkForTest(nullptr); }
+  int Count(std::string_view needle) const {
+    int n = 0;
+    for (const auto& l : lines) n += l.find(needle) != std::string::npos;
+    return n;
+  }
+};
+
+struct Fixture {
+  testing::FakeClock clock;
+  probes::Scheduler scheduler{clock};
+  bool room = true;
+  std::vector<probes::ProbeResult> stored;
+  ProbeLoop loop{clock, scheduler,
+                 {[this] { return room; },
+                  [this](probes::ProbeResult r) {
+                    stored.push_back(std::move(r));
+                    return true;
+                  },
+                  nullptr}};
+  FakeProber prober;
+
+  Fixture() {
+    auto m = std::make_shared<probes::MonitorConfig>();
+    m->name = "shop";
+    m->url = "http://127.0.0.1:1/";
+    m->regions = {"local"};
+    m->probe.interval = 10s;
+    m->probe.timeout = 5s;
+    scheduler.Update({m}, {std::make_shared<const probes::RegionConfig>(probes::RegionConfig{"local", "", {}, ""})});
+  }
+  // Moves to the next due time and ticks.
+  void RunDue() {
+    clock.Set(scheduler.NextDue());
+    loop.Tick(prober);
+  }
+  void Deliver(probes::Outcome outcome, int attempt = 0, bool confirmed = true) {
+    probes::ProbeResult r;
+    r.monitor = "shop";
+    r.region = "local";
+    r.due = prober.jobs.back().due;
+    r.started_at = r.due + 3ms;
+    r.attempt = attempt;
+    r.confirmed = confirmed;
+    r.outcome = outcome;
+    prober.jobs.back().on_result(r);
+  }
+};
+
+TEST_CASE("ProbeLoop: submits what is due with start_by at the next due time") {
+  Fixture f;
+  f.RunDue();
+  REQUIRE(f.prober.jobs.size() == 1);
+  const auto& job = f.prober.jobs[0];
+  CHECK(job.monitor->name == "shop");
+  CHECK(job.due == f.clock.Now());
+  CHECK(job.start_by - f.clock.Steady() == 10s);
+  CHECK(f.loop.stats().submitted == 1);
+  CHECK(f.loop.LastTick() == f.clock.Now());
+  job.on_skip();
+  CHECK(f.loop.stats().skipped_overload == 1);
+}
+
+TEST_CASE("ProbeLoop: a full store skips probes with backpressure instead of queueing") {
+  Fixture f;
+  f.room = false;
+  f.RunDue();
+  f.RunDue();
+  CHECK(f.prober.jobs.empty());
+  CHECK(f.loop.stats().skipped_backpressure == 2);
+  f.room = true;
+  f.RunDue();
+  CHECK(f.prober.jobs.size() == 1);
+}
+
+TEST_CASE("ProbeLoop: every attempt stored, one log line per confirmed failure and state change") {
+  LogCapture logs;
+  Fixture f;
+  f.RunDue();
+  f.Deliver(probes::Outcome::kOk);  // first result, healthy: no state-change line
+  CHECK(logs.Count("monitor state changed") == 0);
+  f.RunDue();
+  f.Deliver(probes::Outcome::kHttp502, 0, false);  // unconfirmed: stored, not logged
+  CHECK(logs.Count("probe failed") == 0);
+  f.Deliver(probes::Outcome::kHttp502, 1, true);
+  CHECK(logs.Count("msg=\"probe failed\" monitor=shop region=local outcome=http_502") == 1);
+  CHECK(logs.Count("msg=\"monitor state changed\" monitor=shop region=local from=ok to=failing") == 1);
+  f.RunDue();
+  f.Deliver(probes::Outcome::kHttp502, 0, true);  // still failing: a failure line, no change
+  CHECK(logs.Count("probe failed") == 2);
+  CHECK(logs.Count("monitor state changed") == 1);
+  f.RunDue();
+  f.Deliver(probes::Outcome::kOk);
+  CHECK(logs.Count("from=failing to=ok") == 1);
+  CHECK(f.stored.size() == 5);
+  CHECK(f.loop.stats().results == 5);
+  CHECK(f.loop.stats().lag.Count() == 4);  // attempt 0 only
+  CHECK(f.loop.stats().lag.QuantileBoundMs(0.99) == 5);  // 3 ms lag -> the 5 ms bucket
+}
+
+}  // namespace
+}  // namespace gatewatch::daemon
