@@ -1,6 +1,7 @@
 #include "fleet/raw_server.h"
 
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -26,6 +27,30 @@ constexpr size_t kBodyChunk = 16 * 1024;
 constexpr size_t kMaxTrackedPaths = 10000;
 constexpr auto kHeadTimeout = std::chrono::seconds(30);
 constexpr auto kDrainTimeout = std::chrono::seconds(2);
+constexpr auto kRefuseApplyWait = std::chrono::seconds(2);
+constexpr auto kRebindRetry = std::chrono::milliseconds(100);
+
+// A non-blocking listener on loopback:port with SO_REUSEADDR, which accepted sockets and
+// their TIME_WAIT remains inherit: SetRefusing(false) can then bind the same port again
+// while earlier connections linger in TIME_WAIT. Invalid if bind() fails.
+UniqueFd ListenReusable(IpFamily family, int port) {
+  UniqueFd fd(::socket(family == IpFamily::kV4 ? AF_INET : AF_INET6,
+                       SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) Die("socket()");
+  const int one = 1;
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  socklen_t len = 0;
+  const sockaddr_storage addr = LoopbackAddress(family, port, &len);
+  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), len) != 0) return UniqueFd();
+  if (::listen(fd.get(), SOMAXCONN) != 0) Die("listen()");
+  return fd;
+}
+
+UniqueFd ListenOrDie(IpFamily family) {
+  UniqueFd fd = ListenReusable(family, 0);
+  if (!fd.valid()) Die("bind() to loopback port 0");
+  return fd;
+}
 
 std::string OkResponse() {
   return BuildResponse("200 OK",
@@ -172,10 +197,46 @@ struct RawHttpServer::Conn {
 
 RawHttpServer::RawHttpServer(Behavior default_behavior, IpFamily family)
     : family_(family),
-      listener_(BindLoopback(family, SOCK_STREAM, SOMAXCONN, /*non_blocking=*/true)),
+      listener_(ListenOrDie(family)),
       port_(LocalPort(listener_.get())),
+      kick_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
       default_(std::move(default_behavior)),
       thread_([this] { Run(); }) {}
+
+bool RawHttpServer::SetRefusing(bool refusing) {
+  if (!kick_.valid()) Die("eventfd() in RawHttpServer");
+  std::unique_lock lock(refuse_mu_);
+  want_refusing_ = refusing;
+  const uint64_t one = 1;
+  [[maybe_unused]] const ssize_t n = ::write(kick_.get(), &one, sizeof(one));
+  return refuse_cv_.wait_for(lock, kRefuseApplyWait, [&] { return refusing_ == refusing; });
+}
+
+bool RawHttpServer::Refusing() const {
+  std::lock_guard lock(refuse_mu_);
+  return refusing_;
+}
+
+void RawHttpServer::ApplyRefusing() {
+  bool want = false;
+  {
+    std::lock_guard lock(refuse_mu_);
+    if (want_refusing_ == refusing_) return;
+    want = want_refusing_;
+  }
+  if (want) {
+    listener_.Reset();  // the kernel resets connections still in the accept queue
+  } else {
+    UniqueFd fd = ListenReusable(family_, port_);
+    if (!fd.valid()) return;  // port taken meanwhile: retried on the next pass
+    listener_ = std::move(fd);
+  }
+  {
+    std::lock_guard lock(refuse_mu_);
+    refusing_ = want;
+  }
+  refuse_cv_.notify_all();
+}
 
 RawHttpServer::~RawHttpServer() {
   stop_ = true;
@@ -348,7 +409,12 @@ void RawHttpServer::Run() {
     fds.push_back({waker_.fd(), POLLIN, 0});
     fds.push_back(
         {listener_.get(), static_cast<short>(conns.size() < kMaxConnections ? POLLIN : 0), 0});
+    fds.push_back({kick_.get(), POLLIN, 0});
     Clock::time_point next = Clock::now() + std::chrono::seconds(1);
+    {
+      std::lock_guard lock(refuse_mu_);
+      if (want_refusing_ != refusing_) next = Clock::now() + kRebindRetry;
+    }
     for (const auto& c : conns) {
       short events = POLLIN;
       if (c->phase == Conn::Phase::kWrite) events |= POLLOUT;
@@ -358,11 +424,16 @@ void RawHttpServer::Run() {
     const int ready = ::poll(fds.data(), fds.size(), PollTimeoutMs(next));
     if (ready < 0 && errno != EINTR) Die("poll() in RawHttpServer");
     if (fds[0].revents != 0) break;
+    if (fds[2].revents != 0) {
+      uint64_t count = 0;
+      [[maybe_unused]] const ssize_t n = ::read(kick_.get(), &count, sizeof(count));
+    }
+    ApplyRefusing();  // also retries a re-bind that failed
 
     const auto now = Clock::now();
     for (size_t i = 0; i < conns.size(); ++i) {
       Conn& c = *conns[i];
-      const short rev = fds[i + 2].revents;
+      const short rev = fds[i + 3].revents;
       if (rev & POLLIN) {
         const ssize_t n = ::recv(c.fd.get(), buf, sizeof(buf), MSG_DONTWAIT);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
@@ -409,7 +480,7 @@ void RawHttpServer::Run() {
     }
     std::erase_if(conns, [](const std::unique_ptr<Conn>& c) { return !c->fd.valid(); });
 
-    if (fds[1].revents & POLLIN) {
+    if ((fds[1].revents & POLLIN) && listener_.valid()) {
       for (size_t i = 0; i < kMaxAcceptsPerWake && conns.size() < kMaxConnections; ++i) {
         UniqueFd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
         if (!fd.valid()) break;

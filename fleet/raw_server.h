@@ -13,9 +13,12 @@
 // interval, closing every client socket. After a response the server half-closes and
 // drains the client (lingering close), so unread request bytes never turn the response
 // into an RST. Requests are not kept alive: one request per connection.
+// SetRefusing(true) closes the listener so that connects are refused (connect_refused)
+// while the port stays this server's: SetRefusing(false) listens on the same port again.
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -101,6 +104,15 @@ class RawHttpServer {
   RawHttpServer& Route(std::string prefix, Behavior behavior);
   RawHttpServer& SetDefault(Behavior behavior);
 
+  // refusing = true closes the listening socket (connects get RST: ECONNREFUSED; pending,
+  // unaccepted connections are reset; accepted ones carry on); false listens again on the
+  // same port. The listener has SO_REUSEADDR, so TIME_WAIT connections do not block the
+  // re-bind. Blocks until the server thread applied the change, at most ~2 s; returns
+  // false if it was not applied by then (the port was taken by another socket meanwhile;
+  // the server keeps retrying every 100 ms).
+  bool SetRefusing(bool refusing);
+  bool Refusing() const;  // the state applied last
+
   int AcceptCount() const { return accepts_.load(); }    // connections accepted
   int RequestCount() const { return requests_.load(); }  // complete request heads read
   // Requests whose path starts with `prefix`.
@@ -111,11 +123,13 @@ class RawHttpServer {
   struct Conn;
   void Run();
   Behavior Pick(std::string_view path) const;
+  void ApplyRefusing();  // server thread
 
   IpFamily family_;
   UniqueFd listener_;
   int port_ = 0;
   Waker waker_;
+  UniqueFd kick_;  // eventfd: SetRefusing() wakes the server thread (read resets it)
   std::atomic<bool> stop_{false};
   std::atomic<int> accepts_{0};
   std::atomic<int> requests_{0};
@@ -125,6 +139,11 @@ class RawHttpServer {
   Behavior default_;
   std::map<std::string, int> paths_;  // request count per path (bounded, see .cc)
   std::string last_head_;
+
+  mutable std::mutex refuse_mu_;  // guards want_refusing_ and refusing_
+  std::condition_variable refuse_cv_;
+  bool want_refusing_ = false;
+  bool refusing_ = false;
 
   std::thread thread_;  // last: starts after every member above exists
 };
