@@ -1,12 +1,18 @@
 #include "daemon/app.h"
 
 #include <csignal>
+#include <filesystem>
 #include <iostream>
 #include <memory>
+#include <mutex>
 
 #include "daemon/config.h"
 #include "daemon/http_server.h"
+#include "daemon/probe_loop.h"
+#include "probes/engine.h"
 #include "probes/log.h"
+#include "probes/scheduler.h"
+#include "storage/writer.h"
 
 namespace gatewatch::daemon {
 namespace {
@@ -23,6 +29,86 @@ void LogLoaded(const Config& cfg, std::string_view msg) {
       .Kv("schedules", static_cast<uint64_t>(cfg.ProbeSlots()))
       .Kv("alerts", static_cast<uint64_t>(cfg.alerts.size()))
       .Kv("notifiers", static_cast<uint64_t>(cfg.notifiers.size()));
+}
+
+// The monitors this replica probes (all of them unless server.shard splits the work),
+// as pointers that keep the whole config alive while a probe of it runs.
+std::vector<std::shared_ptr<const probes::MonitorConfig>> MonitorsOf(
+    const std::shared_ptr<const Config>& cfg) {
+  std::vector<std::shared_ptr<const probes::MonitorConfig>> out;
+  for (const auto& m : cfg->monitors) {
+    if (probes::InShard(m.name, cfg->server.shard_index, cfg->server.shard_count)) {
+      out.emplace_back(cfg, &m);
+    }
+  }
+  return out;
+}
+
+std::vector<std::shared_ptr<const probes::RegionConfig>> RegionsOf(
+    const std::shared_ptr<const Config>& cfg) {
+  std::vector<std::shared_ptr<const probes::RegionConfig>> out;
+  for (const auto& r : cfg->regions) out.emplace_back(cfg, &r);
+  return out;
+}
+
+void ApplySchedule(probes::Scheduler& scheduler, const std::shared_ptr<const Config>& cfg) {
+  const auto monitors = MonitorsOf(cfg);
+  scheduler.Update(monitors, RegionsOf(cfg));
+  log::Info("schedule updated")
+      .Kv("monitors", static_cast<uint64_t>(monitors.size()))
+      .Kv("schedules", static_cast<uint64_t>(scheduler.size()))
+      .Kv("shard", std::to_string(cfg->server.shard_index) + "/" + std::to_string(cfg->server.shard_count));
+}
+
+// Readiness (SPEC section 7): the database takes writes and the scheduler loop runs.
+class Readiness {
+ public:
+  Readiness(const storage::Writer& writer, const ProbeLoop& loop, const Clock& clock)
+      : writer_(writer), loop_(loop), clock_(clock) {}
+
+  bool Ready(std::string* why) {
+    const storage::WriterStats s = writer_.Stats();
+    std::lock_guard lock(mu_);  // guards the previous snapshot; HTTP threads call this
+    // Failing: errors since the last check and no batch committed since.
+    const bool db_failing = s.write_errors > last_errors_ && s.batches == last_batches_;
+    if (s.batches > last_batches_ || s.write_errors == last_errors_) {
+      last_batches_ = s.batches;
+      last_errors_ = s.write_errors;
+    }
+    if (db_failing) {
+      *why = "database writes are failing";
+      return false;
+    }
+    if (clock_.Now() - loop_.LastTick() > std::chrono::seconds(5)) {
+      *why = "the scheduler loop has not run for more than 5s";
+      return false;
+    }
+    return true;
+  }
+
+ private:
+  const storage::Writer& writer_;
+  const ProbeLoop& loop_;
+  const Clock& clock_;
+  std::mutex mu_;
+  uint64_t last_batches_ = 0;
+  uint64_t last_errors_ = 0;
+};
+
+Result<std::unique_ptr<storage::Writer>> OpenWriter(const Config& cfg, const Clock& clock) {
+  const std::filesystem::path path(cfg.storage.path);
+  if (path.has_parent_path()) {
+    std::error_code ec;
+    std::filesystem::create_directories(path.parent_path(), ec);
+    if (ec) {
+      return Error("cannot create the directory of storage.path " + path.parent_path().string() +
+                   ": " + ec.message());
+    }
+  }
+  storage::WriterOptions options;
+  options.path = cfg.storage.path;
+  options.retention = cfg.storage;
+  return storage::Writer::Start(options, clock);
 }
 
 }  // namespace
@@ -48,11 +134,36 @@ int RunDaemon(const std::string& config_path) {
   std::shared_ptr<const Config> config = std::make_shared<const Config>(std::move(loaded).value());
   LogLoaded(*config, "config loaded");
 
-  // Ready once the config is loaded; storage and scheduler checks join when they exist.
-  HttpServer server({config->server.listen_addr, [](std::string*) { return true; }});
+  // Owners in dependency order: each is destroyed after everything that uses it.
+  RealClock clock;
+  auto writer_or = OpenWriter(*config, clock);
+  if (!writer_or) {
+    log::Error("start-up failed").Kv("error", "storage: " + writer_or.error());
+    return 1;
+  }
+  std::unique_ptr<storage::Writer> writer = std::move(writer_or).value();
+  log::Info("storage open").Kv("path", config->storage.path);
+
+  probes::Scheduler scheduler(clock);
+  const int retries_room = 1;
+  ProbeLoop loop(clock, scheduler,
+                 {[&writer] { return writer->HasRoom(retries_room); },
+                  [&writer](probes::ProbeResult r) { return writer->Enqueue(std::move(r)); }, nullptr});
+  ApplySchedule(scheduler, config);
+
+  probes::HttpProber::Options engine_options;
+  engine_options.max_in_flight = config->engine.max_in_flight;
+  engine_options.on_tick = [&loop](probes::Prober& p) { return loop.Tick(p); };
+  auto prober = std::make_unique<probes::HttpProber>(engine_options, clock);
+
+  Readiness readiness(*writer, loop, clock);
+  HttpServer server({config->server.listen_addr,
+                     [&readiness](std::string* why) { return readiness.Ready(why); }});
   auto port = server.Start();
   if (!port) {
     log::Error("start-up failed").Kv("error", port.error());
+    prober->Stop();
+    writer->Stop();
     return 1;
   }
   log::Info("listening").Kv("addr", config->server.listen_addr.host + ":" + std::to_string(*port));
@@ -69,15 +180,37 @@ int RunDaemon(const std::string& config_path) {
       if (reloaded->server.listen != config->server.listen) {
         log::Warn("server.listen changed; restart to apply").Kv("listen", config->server.listen);
       }
+      if (reloaded->storage.path != config->storage.path) {
+        log::Warn("storage.path changed; restart to apply").Kv("path", config->storage.path);
+      }
+      if (reloaded->engine.max_in_flight != config->engine.max_in_flight) {
+        log::Warn("engine.max_in_flight changed; restart to apply")
+            .Kv("max_in_flight", config->engine.max_in_flight);
+      }
       config = std::make_shared<const Config>(std::move(reloaded).value());
       LogLoaded(*config, "config reloaded");
+      ApplySchedule(scheduler, config);
+      prober->Wake();
       continue;
     }
     log::Info("shutting down").Kv("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     break;
   }
+  // Stop in pipeline order: no new probes, in-flight ones get the grace period (their
+  // results reach the writer), then the writer flushes, then the listener closes.
+  prober->Stop(config->server.shutdown_grace);
+  prober.reset();
+  writer->Stop();
   server.Stop();
-  log::Info("stopped");
+  const auto& s = loop.stats();
+  const storage::WriterStats ws = writer->Stats();
+  log::Info("stopped")
+      .Kv("probes", s.submitted.load())
+      .Kv("results", s.results.load())
+      .Kv("skipped_overload", s.skipped_overload.load())
+      .Kv("skipped_backpressure", s.skipped_backpressure.load())
+      .Kv("rows_written", ws.rows_written)
+      .Kv("lag_p99_ms_le", s.lag.QuantileBoundMs(0.99));
   return 0;
 }
 

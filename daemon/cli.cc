@@ -5,6 +5,7 @@
 
 #include "daemon/app.h"
 #include "daemon/check.h"
+#include "daemon/demo.h"
 #include "daemon/config.h"
 #include "gatewatch_version.h"
 #include "probes/log.h"
@@ -18,6 +19,9 @@ Know where your 502s come from: synthetic HTTP(S) probes from several regions,
 stored in SQLite, exposed to Prometheus, alerts with a diagnosis.
 
 commands:
+  demo [--listen ADDR] [--phase 20s] [--keep]
+                           a gateway and two upstreams on loopback that fail on purpose,
+                           watched by the daemon (temporary database); Ctrl-C stops
   run --config FILE        run the daemon (SIGHUP reloads, SIGTERM stops)
   check URL [--upstream URL]... [--region NAME --config FILE] [--json]
                            probe now: phases, outcome, responder fingerprint, TLS facts;
@@ -33,6 +37,9 @@ options:
   --ca-file FILE           (check) CA bundle to verify with (default: the system's)
   --insecure               (check) do not verify TLS certificates
   --json                   (check) machine-readable output
+  --listen HOST:PORT       (demo) where the demo daemon listens (default 127.0.0.1:9464)
+  --phase DURATION         (demo) how long each failure scenario lasts (default 20s)
+  --keep                   (demo) keep the temporary config and database on exit
   --log-level LEVEL        debug, info (default), warn or error; logs are logfmt on stderr
   -h, --help               this text
 
@@ -46,8 +53,11 @@ struct Parsed {
   std::optional<std::string> region;
   std::optional<std::string> timeout;
   std::optional<std::string> ca_file;
+  std::optional<std::string> listen;
+  std::optional<std::string> phase;
   std::vector<std::string> upstreams;
   bool json = false;
+  bool keep = false;
   bool insecure = false;
   bool help = false;
 };
@@ -57,7 +67,8 @@ std::optional<std::string> Parse(const std::vector<std::string>& args, Parsed& p
   const std::map<std::string, std::optional<std::string> Parsed::*> valued = {
       {"--config", &Parsed::config},   {"-c", &Parsed::config},
       {"--log-level", &Parsed::log_level}, {"--region", &Parsed::region},
-      {"--timeout", &Parsed::timeout}, {"--ca-file", &Parsed::ca_file}};
+      {"--timeout", &Parsed::timeout}, {"--ca-file", &Parsed::ca_file},
+      {"--listen", &Parsed::listen},   {"--phase", &Parsed::phase}};
   for (size_t i = 0; i < args.size(); ++i) {
     std::string flag = args[i];
     std::optional<std::string> inline_value;
@@ -72,8 +83,8 @@ std::optional<std::string> Parse(const std::vector<std::string>& args, Parsed& p
     };
     if (flag == "-h" || flag == "--help") {
       p.help = true;
-    } else if (flag == "--json" || flag == "--insecure") {
-      (flag == "--json" ? p.json : p.insecure) = true;
+    } else if (flag == "--json" || flag == "--insecure" || flag == "--keep") {
+      (flag == "--json" ? p.json : flag == "--keep" ? p.keep : p.insecure) = true;
     } else if (auto it = valued.find(flag); it != valued.end()) {
       auto v = value();
       if (!v) return flag + " needs a value";
@@ -130,6 +141,25 @@ int RunCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
   if (p.positional.size() > max_args) return Usage(err, "unexpected argument " + p.positional[max_args]);
   if (command != "check" && (!p.upstreams.empty() || p.region || p.timeout || p.ca_file || p.json || p.insecure)) {
     return Usage(err, "--upstream, --region, --timeout, --ca-file, --json and --insecure go with check");
+  }
+  if (command != "demo" && (p.listen || p.phase || p.keep)) {
+    return Usage(err, "--listen, --phase and --keep go with demo");
+  }
+  if (command == "demo") {
+    if (p.config) return Usage(err, "demo writes its own config; run --config FILE for yours");
+    DemoOptions o;
+    if (p.listen) {
+      if (auto hp = ParseHostPort(*p.listen); !hp) return Usage(err, "--listen: " + hp.error());
+      o.listen = *p.listen;
+    }
+    if (p.phase) {
+      auto d = ParseDuration(*p.phase);
+      if (!d) return Usage(err, "--phase: " + d.error());
+      if (*d < std::chrono::seconds(1)) return Usage(err, "--phase must be at least 1s");
+      o.phase_length = *d;
+    }
+    o.keep = p.keep;
+    return RunDemo(o);
   }
   if (command == "version") {
     out << "gatewatch " << kVersion << "\n";

@@ -81,7 +81,7 @@ void ProbeLoop::OnResult(probes::ProbeResult r) {
       log::Info("monitor state changed")
           .Kv("monitor", r.monitor)
           .Kv("region", r.region)
-          .Kv("from", was_failing ? "failing" : "ok")
+          .Kv("from", inserted ? "unknown" : (was_failing ? "failing" : "ok"))
           .Kv("to", failed ? "failing" : "ok")
           .Kv("outcome", probes::ToString(r.outcome));
     }

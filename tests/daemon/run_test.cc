@@ -19,8 +19,9 @@ using namespace std::chrono_literals;
 using testing::ReadFile;
 using testing::WaitFor;
 
-std::string Config(int monitors) {
-  std::string toml = "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = \"gw.db\"\n";
+std::string Config(const testing::TempDir& dir, int monitors) {
+  std::string toml =
+      "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = \"" + dir.File("gw.db") + "\"\n";
   for (int i = 0; i < monitors; ++i) {
     toml += "[[monitors]]\nname = \"m" + std::to_string(i) + "\"\nurl = \"http://127.0.0.1:1/\"\n";
   }
@@ -35,7 +36,7 @@ int CountLines(const std::string& text, const std::string& needle) {
 
 TEST_CASE("Run: serves /healthz, reloads on SIGHUP, keeps the old config on a bad file, exits 0 on SIGTERM") {
   testing::TempDir dir;
-  const std::string config = dir.Write("gatewatch.toml", Config(1));
+  const std::string config = dir.Write("gatewatch.toml", Config(dir, 1));
   const std::string log = dir.File("stderr.log");
   testing::Process daemon({GATEWATCH_BINARY, "run", "--config", config}, dir.File("stdout.log"), log);
 
@@ -73,7 +74,7 @@ TEST_CASE("Run: serves /healthz, reloads on SIGHUP, keeps the old config on a ba
   CHECK(still->status == 200);
 
   // A good file swaps in.
-  dir.Write("gatewatch.toml", Config(3));
+  dir.Write("gatewatch.toml", Config(dir, 3));
   daemon.Signal(SIGHUP);
   REQUIRE(WaitFor([&] { return ReadFile(log).find("msg=\"config reloaded\"") != std::string::npos; }));
   CHECK(ReadFile(log).find("msg=\"config reloaded\" config=" + config + " regions=1 monitors=3") !=
@@ -100,7 +101,8 @@ TEST_CASE("Run: a port already in use is a start-up failure with exit 1") {
   const int port = blocker.bind_to_any_port("127.0.0.1");
   REQUIRE(port > 0);
   const std::string config =
-      dir.Write("c.toml", "[server]\nlisten = \"127.0.0.1:" + std::to_string(port) + "\"\n");
+      dir.Write("c.toml", "[server]\nlisten = \"127.0.0.1:" + std::to_string(port) +
+                              "\"\n[storage]\npath = \"" + dir.File("gw.db") + "\"\n");
   auto r = testing::RunCommand({GATEWATCH_BINARY, "run", "--config", config}, 10s);
   CHECK(r.exit_code == 1);
   CHECK(r.err.find("msg=\"start-up failed\" error=\"cannot listen on 127.0.0.1:" + std::to_string(port)) !=

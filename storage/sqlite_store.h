@@ -1,0 +1,87 @@
+#pragma once
+// SqliteStore: the Store on one SQLite connection (WAL mode, synchronous=NORMAL).
+//
+// Thread: the connection belongs to the thread that called Open(); every method (and the
+// destructor) must run on that thread. Debug builds abort when this is violated
+// (OnOwnerThread()). Open one SqliteStore per thread: one writer (storage::Writer) and any
+// number of readers can share a database file thanks to WAL.
+//
+// Schema: numbered migrations, tracked in PRAGMA user_version, each applied in its own
+// transaction by a read-write Open(). See sqlite_store.cc for the tables.
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "storage/store.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace gatewatch::storage {
+
+struct OpenOptions {
+  bool read_only = false;  // no migration; fails unless the schema is current
+  // How long a statement waits for another connection's lock before failing with "busy".
+  std::chrono::milliseconds busy_timeout{5000};
+  // Test hook: migrate only up to this schema version (0 = the latest). Used to build an
+  // old database in the migration test.
+  int migrate_to_version_for_test = 0;
+};
+
+class SqliteStore final : public Store {
+ public:
+  // The schema version this build creates and expects.
+  static int LatestSchemaVersion();
+
+  // Opens (read-write: creates if missing) the database at `path` and migrates it to the
+  // latest schema. The parent directory must exist: creating it is the caller's job, and a
+  // missing one is reported as such. Fails on a database written by a newer gatewatch.
+  static Result<std::unique_ptr<SqliteStore>> Open(const std::string& path,
+                                                   const OpenOptions& options = {});
+
+  ~SqliteStore() override;
+  SqliteStore(const SqliteStore&) = delete;
+  SqliteStore& operator=(const SqliteStore&) = delete;
+
+  Result<void> Insert(std::span<const probes::ProbeResult> batch) override;
+  Result<std::vector<probes::ProbeResult>> Results(const ResultQuery& q) override;
+  Result<std::vector<OutcomeCounts>> CountOutcomes(const OutcomeQuery& q) override;
+  Result<std::vector<probes::ProbeResult>> Latest(const LatestQuery& q) override;
+  Result<std::vector<Rollup>> Rollups(const RollupQuery& q) override;
+  Result<PruneStats> Prune(SystemTime now, const StorageConfig& config, int max_rows) override;
+
+  // PRAGMA user_version.
+  Result<int> SchemaVersion();
+
+  bool OnOwnerThread() const { return std::this_thread::get_id() == owner_; }
+  const std::string& path() const { return path_; }
+
+  // Test hooks: run SQL statements (e.g. "BEGIN IMMEDIATE" to hold the write lock from a
+  // second connection, or rows in an old schema); a single integer-valued query.
+  Result<void> ExecForTest(const std::string& sql);
+  Result<int64_t> QueryIntForTest(const std::string& sql);
+
+ private:
+  SqliteStore(sqlite3* db, std::string path);
+
+  Result<void> Migrate(int target_version);
+  Result<void> Prepare();
+  Result<void> Exec(const std::string& sql);
+  Result<int64_t> QueryInt(const std::string& sql);
+  Result<void> InsertInTransaction(std::span<const probes::ProbeResult> batch);
+  std::string LastError(const std::string& what) const;
+
+  sqlite3* db_ = nullptr;
+  std::string path_;
+  std::thread::id owner_;
+  // Prepared once, finalized in the destructor (owned).
+  sqlite3_stmt* insert_result_ = nullptr;
+  sqlite3_stmt* upsert_minute_ = nullptr;
+  sqlite3_stmt* upsert_hour_ = nullptr;
+  sqlite3_stmt* upsert_latest_ = nullptr;
+};
+
+}  // namespace gatewatch::storage
