@@ -1,5 +1,6 @@
 #include "daemon/demo.h"
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -15,12 +16,18 @@ namespace {
 // The demo's config: the gateway with its two upstreams linked, each upstream on its
 // own, probed every 5 s with one confirmation retry, and an alert on the gateway's 502s.
 std::string DemoConfig(const fleet::DemoFleet& fleet, const std::string& listen,
-                       const std::string& db_path) {
+                       const std::string& db_path, Duration phase_length) {
+  // Several probes per phase: every 5 s for 20 s phases, faster for short ones.
+  const Duration interval = std::clamp<Duration>(phase_length / 4, std::chrono::seconds(1),
+                                                 std::chrono::seconds(5));
+  const Duration timeout = std::min<Duration>(interval, std::chrono::seconds(2));
   std::string toml;
   toml += "# Written by `gatewatch demo`: a loopback site that fails on purpose.\n";
   toml += "[server]\nlisten = \"" + listen + "\"\nregion = \"local\"\n\n";
   toml += "[storage]\npath = \"" + db_path + "\"\n\n";
-  toml += "[defaults]\ninterval = \"5s\"\ntimeout = \"2s\"\nretries = 1\nretry_delay = \"1s\"\n\n";
+  toml += "[defaults]\ninterval = \"" + FormatDuration(interval) + "\"\ntimeout = \"" +
+          FormatDuration(timeout) + "\"\nretries = 1\nretry_delay = \"" + FormatDuration(interval / 5) +
+          "\"\n\n";
   toml += "[[monitors]]\nname = \"shop\"\nurl = \"" + fleet.GatewayUrl() +
           "\"\nupstreams = [\"api-1\", \"api-2\"]\nbody_contains = \"ok\"\n\n";
   for (int i = 0; i < fleet::DemoFleet::kUpstreams; ++i) {
@@ -64,7 +71,7 @@ int RunDemo(const DemoOptions& options) {
     const std::string config_path = dir + "/gatewatch.toml";
     {
       std::ofstream out(config_path);
-      out << DemoConfig(fleet, options.listen, dir + "/gatewatch.db");
+      out << DemoConfig(fleet, options.listen, dir + "/gatewatch.db", options.phase_length);
       if (!out) {
         log::Error("start-up failed").Kv("error", "cannot write " + config_path);
         return 1;
