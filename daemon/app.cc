@@ -7,6 +7,7 @@
 #include <mutex>
 
 #include "daemon/config.h"
+#include "daemon/config_holder.h"
 #include "daemon/http_server.h"
 #include "daemon/probe_loop.h"
 #include "probes/engine.h"
@@ -156,9 +157,14 @@ int RunDaemon(const std::string& config_path) {
   engine_options.on_tick = [&loop](probes::Prober& p) { return loop.Tick(p); };
   auto prober = std::make_unique<probes::HttpProber>(engine_options, clock);
 
+  ConfigHolder current(config);
   Readiness readiness(*writer, loop, clock);
-  HttpServer server({config->server.listen_addr,
-                     [&readiness](std::string* why) { return readiness.Ready(why); }});
+  HttpServer::Options server_options;
+  server_options.listen = config->server.listen_addr;
+  server_options.ready = [&readiness](std::string* why) { return readiness.Ready(why); };
+  server_options.tls_cert = config->server.tls_cert;
+  server_options.tls_key = config->server.tls_key;
+  HttpServer server(server_options);
   auto port = server.Start();
   if (!port) {
     log::Error("start-up failed").Kv("error", port.error());
@@ -188,6 +194,7 @@ int RunDaemon(const std::string& config_path) {
             .Kv("max_in_flight", config->engine.max_in_flight);
       }
       config = std::make_shared<const Config>(std::move(reloaded).value());
+      current.Set(config);
       LogLoaded(*config, "config reloaded");
       ApplySchedule(scheduler, config);
       prober->Wake();
