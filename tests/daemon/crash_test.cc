@@ -10,10 +10,10 @@
 
 #include <algorithm>
 #include <map>
-#include <mutex>
 
 #include "storage/sqlite_store.h"
 #include "tests/support/process.h"
+#include "tests/support/recording_target.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/wait.h"
 
@@ -25,39 +25,6 @@ using testing::ReadFile;
 using testing::WaitFor;
 
 constexpr int kMonitors = 500;  // every 1 s: ~500 rows/s
-
-// The probed site: remembers when each monitor's request arrived.
-class RecordingTarget {
- public:
-  RecordingTarget() {
-    server_.new_task_queue = [] { return new httplib::ThreadPool(8); };
-    server_.Get(R"(/m/(\d+))", [this](const httplib::Request& req, httplib::Response& res) {
-      {
-        std::lock_guard lock(mu_);
-        requests_.emplace_back("m" + std::string(req.matches[1]), std::chrono::system_clock::now());
-      }
-      res.set_content("ok", "text/plain");
-    });
-    port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
-  }
-  ~RecordingTarget() {
-    server_.stop();
-    thread_.join();
-  }
-  int port() const { return port_; }
-  std::vector<std::pair<std::string, SystemTime>> Requests() {
-    std::lock_guard lock(mu_);
-    return requests_;
-  }
-
- private:
-  httplib::Server server_;
-  int port_ = 0;
-  std::thread thread_;
-  std::mutex mu_;  // guards requests_
-  std::vector<std::pair<std::string, SystemTime>> requests_;
-};
 
 int64_t Count(const std::string& db, const std::string& sql) {
   auto store = storage::SqliteStore::Open(db);
@@ -80,7 +47,7 @@ std::string IntegrityCheck(const std::string& db) {
 }
 
 TEST_CASE("Crash: kill -9 while writing heavily loses nothing older than a flush interval") {
-  RecordingTarget target;
+  testing::RecordingTarget target;
   REQUIRE(target.port() > 0);
   testing::TempDir dir;
   const std::string db = dir.File("gw.db");
@@ -89,7 +56,7 @@ TEST_CASE("Crash: kill -9 while writing heavily loses nothing older than a flush
   toml += "[defaults]\ninterval = \"1s\"\ntimeout = \"800ms\"\nretries = 0\n";
   for (int i = 0; i < kMonitors; ++i) {
     toml += "[[monitors]]\nname = \"m" + std::to_string(i) + "\"\nurl = \"http://127.0.0.1:" +
-            std::to_string(target.port()) + "/m/" + std::to_string(i) + "\"\n";
+            std::to_string(target.port()) + "/m/m" + std::to_string(i) + "\"\n";
   }
   const std::string config = dir.Write("gatewatch.toml", toml);
 

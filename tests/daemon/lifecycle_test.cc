@@ -1,0 +1,159 @@
+// Lifecycle of the real daemon: a SIGHUP reload adds, removes and changes monitors while
+// unchanged ones keep their schedule (same offset, no gap, nothing twice); SIGTERM drains
+// in-flight probes within shutdown_grace, flushes the writer and exits 0.
+
+#include <signal.h>
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+
+#include "storage/sqlite_store.h"
+#include "tests/support/process.h"
+#include "tests/support/recording_target.h"
+#include "tests/support/temp_dir.h"
+#include "tests/support/wait.h"
+
+namespace gatewatch::daemon {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::ReadFile;
+using testing::WaitFor;
+
+std::string Monitor(const testing::RecordingTarget& t, const std::string& name, const std::string& extra = "",
+                    bool slow = false) {
+  return "[[monitors]]\nname = \"" + name + "\"\nurl = \"" + t.Url(name, slow) + "\"\n" + extra;
+}
+
+std::string Header(const testing::TempDir& dir, const std::string& extra = "") {
+  return "[server]\nlisten = \"127.0.0.1:0\"\n" + extra + "[storage]\npath = \"" + dir.File("gw.db") +
+         "\"\n[defaults]\ninterval = \"1s\"\ntimeout = \"900ms\"\nretries = 0\n";
+}
+
+std::vector<SystemTime> StoredStarts(const std::string& db, const std::string& monitor) {
+  auto store = storage::SqliteStore::Open(db);
+  REQUIRE(store.has_value());
+  storage::ResultQuery q;
+  q.monitor = monitor;
+  q.limit = storage::kMaxResultLimit;
+  auto rows = (*store)->Results(q);
+  REQUIRE(rows.has_value());
+  std::vector<SystemTime> out;
+  for (const auto& r : *rows) out.push_back(r.started_at);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+int64_t OffsetMs(SystemTime t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count() % 1000;
+}
+
+TEST_CASE("Lifecycle: SIGHUP reload keeps unchanged monitors' schedule with no gap") {
+  testing::RecordingTarget target;
+  testing::TempDir dir;
+  const std::string config =
+      dir.Write("gw.toml", Header(dir) + Monitor(target, "keep") + Monitor(target, "drop") +
+                               Monitor(target, "change"));
+  testing::Process daemon({GATEWATCH_BINARY, "run", "--config", config}, dir.File("out.log"),
+                          dir.File("err.log"));
+  REQUIRE_MESSAGE(WaitFor([&] { return target.RequestsOf("keep").size() >= 4; }, 20s),
+                  ReadFile(dir.File("err.log")));
+
+  // keep: unchanged; drop: removed; change: new timeout, same interval; add: new.
+  dir.Write("gw.toml", Header(dir) + Monitor(target, "keep") + Monitor(target, "change", "timeout = \"500ms\"\n") +
+                           Monitor(target, "add"));
+  const SystemTime reloaded_at = std::chrono::system_clock::now();
+  daemon.Signal(SIGHUP);
+  REQUIRE(WaitFor([&] { return ReadFile(dir.File("err.log")).find("msg=\"config reloaded\"") != std::string::npos; }));
+  REQUIRE(WaitFor([&] {
+    return target.RequestsOf("keep").size() >= 9 && target.RequestsOf("add").size() >= 3;
+  }, 20s));
+  daemon.Signal(SIGTERM);
+  auto code = daemon.Wait(15s);
+  REQUIRE(code.has_value());
+  CHECK(*code == 0);
+
+  for (const std::string name : {"keep", "change"}) {
+    CAPTURE(name);
+    const auto runs = target.RequestsOf(name);
+    REQUIRE(runs.size() >= 8);
+    // Every interval exactly once across the reload: no gap, no double run...
+    for (size_t i = 1; i < runs.size(); ++i) {
+      const auto gap = runs[i] - runs[i - 1];
+      CAPTURE(i);
+      CHECK(gap > 600ms);
+      CHECK(gap < 1400ms);
+    }
+    // ...at the same offset within the second before and after the reload.
+    const int64_t first = OffsetMs(runs.front());
+    for (SystemTime t : runs) {
+      const int64_t diff = std::abs(OffsetMs(t) - first);
+      CHECK(std::min<int64_t>(diff, 1000 - diff) < 300);
+    }
+    // The stored results show the same continuity.
+    const auto stored = StoredStarts(dir.File("gw.db"), name);
+    CHECK(stored.size() >= runs.size() - 1);
+    for (size_t i = 1; i < stored.size(); ++i) CHECK(stored[i] - stored[i - 1] < 1400ms);
+  }
+  for (SystemTime t : target.RequestsOf("drop")) CHECK(t < reloaded_at + 200ms);
+  for (SystemTime t : target.RequestsOf("add")) CHECK(t > reloaded_at);
+  CHECK(StoredStarts(dir.File("gw.db"), "add").size() >= 3);
+}
+
+TEST_CASE("Lifecycle: SIGTERM lets an in-flight probe finish, stores it, exits 0") {
+  testing::RecordingTarget target(1500ms);  // /slow answers after 1.5 s
+  testing::TempDir dir;
+  const std::string config = dir.Write(
+      "gw.toml", "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n[storage]\npath = \"" +
+                     dir.File("gw.db") + "\"\n[defaults]\ninterval = \"5s\"\ntimeout = \"4s\"\nretries = 0\n" +
+                     Monitor(target, "slow", "", /*slow=*/true));
+  testing::Process daemon({GATEWATCH_BINARY, "run", "--config", config}, dir.File("out.log"),
+                          dir.File("err.log"));
+  REQUIRE_MESSAGE(WaitFor([&] { return !target.RequestsOf("slow").empty(); }, 20s), ReadFile(dir.File("err.log")));
+  const auto signalled = std::chrono::steady_clock::now();
+  daemon.Signal(SIGTERM);  // the probe is in flight: the target answers 1.5 s later
+  auto code = daemon.Wait(15s);
+  REQUIRE(code.has_value());
+  CHECK(*code == 0);
+  const auto took = std::chrono::steady_clock::now() - signalled;
+  CHECK(took >= 1s);  // it waited for the probe...
+  CHECK(took < 5s);   // ...not for the whole grace period
+  auto store = storage::SqliteStore::Open(dir.File("gw.db"));
+  REQUIRE(store.has_value());
+  storage::ResultQuery q;
+  q.monitor = "slow";
+  auto rows = (*store)->Results(q);
+  REQUIRE(rows.has_value());
+  REQUIRE(rows->size() == 1);
+  CHECK((*rows)[0].outcome == probes::Outcome::kOk);
+  CHECK(ReadFile(dir.File("err.log")).find("msg=stopped probes=1 results=1") != std::string::npos);
+}
+
+TEST_CASE("Lifecycle: SIGTERM drops a probe that outlives shutdown_grace and still exits fast") {
+  testing::RecordingTarget target(30s);  // never answers in time
+  testing::TempDir dir;
+  const std::string config = dir.Write(
+      "gw.toml", "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"500ms\"\n[storage]\npath = \"" +
+                     dir.File("gw.db") + "\"\n[defaults]\ninterval = \"20s\"\ntimeout = \"15s\"\nretries = 0\n" +
+                     Monitor(target, "stuck", "", /*slow=*/true));
+  testing::Process daemon({GATEWATCH_BINARY, "run", "--config", config}, dir.File("out.log"),
+                          dir.File("err.log"));
+  REQUIRE_MESSAGE(WaitFor([&] { return !target.RequestsOf("stuck").empty(); }, 30s), ReadFile(dir.File("err.log")));
+  const auto signalled = std::chrono::steady_clock::now();
+  daemon.Signal(SIGTERM);
+  auto code = daemon.Wait(15s);
+  REQUIRE(code.has_value());
+  CHECK(*code == 0);
+  CHECK(std::chrono::steady_clock::now() - signalled < 4s);
+  auto store = storage::SqliteStore::Open(dir.File("gw.db"));
+  REQUIRE(store.has_value());
+  storage::ResultQuery q;
+  q.monitor = "stuck";
+  auto rows = (*store)->Results(q);
+  REQUIRE(rows.has_value());
+  CHECK(rows->empty());  // dropped, not stored half-done
+}
+
+}  // namespace
+}  // namespace gatewatch::daemon
