@@ -9,6 +9,7 @@
 #include "daemon/config.h"
 #include "daemon/config_holder.h"
 #include "daemon/http_server.h"
+#include "daemon/ingest.h"
 #include "daemon/probe_loop.h"
 #include "probes/engine.h"
 #include "probes/log.h"
@@ -165,6 +166,10 @@ int RunDaemon(const std::string& config_path) {
   server_options.tls_cert = config->server.tls_cert;
   server_options.tls_key = config->server.tls_key;
   HttpServer server(server_options);
+  // Agent result batches (SPEC section 9) go to the same writer as local results.
+  RegisterIngestRoute(server, {&current, [&writer](size_t rows) { return writer->HasRoom(rows); },
+                               [&writer](probes::ProbeResult r) { return writer->Enqueue(std::move(r)); }});
+
   auto port = server.Start();
   if (!port) {
     log::Error("start-up failed").Kv("error", port.error());

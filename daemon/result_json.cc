@@ -1,5 +1,7 @@
 #include "daemon/result_json.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <ctime>
 
@@ -16,6 +18,47 @@ std::string FormatTime(SystemTime t) {
   std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
   return buf;
+}
+
+Result<SystemTime> ParseTime(std::string_view text) {
+  using namespace std::chrono;
+  const std::string t(text);
+  if (!t.empty() && std::all_of(t.begin(), t.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    if (t.size() > 12) return Error("unix time \"" + t + "\" is out of range");
+    return SystemTime(seconds(std::stoll(t)));
+  }
+  int y = 0, mo = 0, d = 0, h = 0, mi = 0, s = 0, consumed = 0;
+  if (std::sscanf(t.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &s, &consumed) != 6 ||
+      consumed != 19) {
+    return Error("expected an RFC 3339 time such as 2026-11-23T05:25:10Z or unix seconds, got \"" + t + "\"");
+  }
+  const year_month_day ymd{year{y}, month{static_cast<unsigned>(mo)}, day{static_cast<unsigned>(d)}};
+  if (!ymd.ok() || h > 23 || mi > 59 || s > 60) return Error("invalid date or time in \"" + t + "\"");
+  SystemTime out = sys_days{ymd} + hours{h} + minutes{mi} + seconds{s};
+  std::string_view rest = std::string_view(t).substr(19);
+  if (!rest.empty() && rest.front() == '.') {
+    size_t digits = 1;
+    int64_t frac = 0;
+    int64_t scale = 1'000'000'000;
+    while (digits < rest.size() && rest[digits] >= '0' && rest[digits] <= '9') {
+      if (scale > 1) {
+        scale /= 10;
+        frac += (rest[digits] - '0') * scale;
+      }
+      ++digits;
+    }
+    if (digits == 1) return Error("a fraction needs digits in \"" + t + "\"");
+    out += duration_cast<SystemTime::duration>(nanoseconds(frac));
+    rest.remove_prefix(digits);
+  }
+  if (rest == "Z" || rest == "z") return out;
+  int oh = 0, om = 0;
+  if (rest.size() == 6 && (rest[0] == '+' || rest[0] == '-') &&
+      std::sscanf(std::string(rest.substr(1)).c_str(), "%2d:%2d", &oh, &om) == 2) {
+    const auto offset = hours{oh} + minutes{om};
+    return rest[0] == '+' ? out - offset : out + offset;
+  }
+  return Error("expected Z or an offset like +01:00 at the end of \"" + t + "\"");
 }
 
 nlohmann::json ToJson(const probes::ProbeResult& r) {
@@ -60,6 +103,94 @@ nlohmann::json ToJson(const probes::ProbeResult& r) {
     j["body_snippet"] = r.body_snippet;
   }
   return j;
+}
+
+namespace {
+
+// Reads field `key` of `j` into `out` when present; `required` makes absence an error.
+template <typename T>
+Result<void> Field(const nlohmann::json& j, const char* key, T& out, bool required = false) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) {
+    if (required) return Error(std::string(key) + ": required");
+    return {};
+  }
+  try {
+    out = it->get<T>();
+  } catch (const nlohmann::json::exception&) {
+    return Error(std::string(key) + ": wrong type (" + it->type_name() + ")");
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<probes::ProbeResult> FromJson(const nlohmann::json& j) {
+  if (!j.is_object()) return Error("expected a result object");
+  probes::ProbeResult r;
+  std::string started_at, outcome, emitter = "none", reason = "unknown";
+  for (auto check : {Field(j, "monitor", r.monitor, true), Field(j, "region", r.region, true),
+                     Field(j, "started_at", started_at, true), Field(j, "outcome", outcome, true),
+                     Field(j, "attempt", r.attempt), Field(j, "confirmed", r.confirmed),
+                     Field(j, "http_status", r.http_status), Field(j, "bytes_read", r.bytes_read),
+                     Field(j, "remote_ip", r.remote_ip), Field(j, "resolved", r.resolved),
+                     Field(j, "http_version", r.http_version), Field(j, "detail", r.detail),
+                     Field(j, "emitter", emitter), Field(j, "reason", reason),
+                     Field(j, "body_snippet", r.body_snippet)}) {
+    if (!check) return Unexpected(std::move(check).error());
+  }
+  if (r.monitor.empty() || r.region.empty()) return Error("monitor and region must not be empty");
+  auto t = ParseTime(started_at);
+  if (!t) return Error("started_at: " + t.error());
+  r.started_at = *t;
+  auto o = probes::OutcomeFromString(outcome);
+  if (!o) return Error("outcome: unknown class \"" + outcome + "\"");
+  r.outcome = *o;
+  auto e = probes::EmitterFromString(emitter);
+  if (!e) return Error("emitter: unknown \"" + emitter + "\"");
+  r.emitter = *e;
+  auto rs = probes::ReasonFromString(reason);
+  if (!rs) return Error("reason: unknown \"" + reason + "\"");
+  r.reason = *rs;
+  if (r.attempt < 0 || r.attempt > 100) return Error("attempt: must be from 0 to 100");
+  if (r.http_status < 0 || r.http_status > 999) return Error("http_status: must be from 0 to 999");
+  if (auto it = j.find("phases_seconds"); it != j.end() && !it->is_null()) {
+    if (!it->is_object()) return Error("phases_seconds: expected an object");
+    std::optional<std::chrono::microseconds>* slots[] = {&r.phases.resolve, &r.phases.connect, &r.phases.tls,
+                                                        &r.phases.processing, &r.phases.transfer, &r.phases.total};
+    const char* names[] = {"resolve", "connect", "tls", "processing", "transfer", "total"};
+    for (const auto& [name, value] : it->items()) {
+      const auto* known = std::find_if(std::begin(names), std::end(names), [&](const char* n) { return name == n; });
+      if (known == std::end(names)) return Error("phases_seconds." + name + ": unknown phase");
+      if (!value.is_number() || value.get<double>() < 0 || value.get<double>() > 86400) {
+        return Error("phases_seconds." + name + ": expected seconds from 0 to 86400");
+      }
+      *slots[known - std::begin(names)] =
+          std::chrono::microseconds(static_cast<int64_t>(std::llround(value.get<double>() * 1e6)));
+    }
+  }
+  if (auto it = j.find("headers"); it != j.end() && !it->is_null()) {
+    if (!it->is_object()) return Error("headers: expected an object");
+    for (const auto& [name, value] : it->items()) {
+      if (!value.is_string()) return Error("headers." + name + ": expected a string");
+      r.headers.emplace_back(name, value.get<std::string>());
+    }
+  }
+  if (auto it = j.find("tls"); it != j.end() && !it->is_null()) {
+    if (!it->is_object()) return Error("tls: expected an object");
+    std::string expiry;
+    for (auto check : {Field(*it, "version", r.tls.version), Field(*it, "subject", r.tls.subject),
+                       Field(*it, "issuer", r.tls.issuer), Field(*it, "earliest_expiry", expiry),
+                       Field(*it, "earliest_expiry_subject", r.tls.earliest_expiry_subject)}) {
+      if (!check) return Error("tls." + check.error());
+    }
+    if (!expiry.empty()) {
+      auto when = ParseTime(expiry);
+      if (!when) return Error("tls.earliest_expiry: " + when.error());
+      r.tls.earliest_expiry = *when;
+    }
+  }
+  return r;
 }
 
 }  // namespace gatewatch::daemon

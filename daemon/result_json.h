@@ -5,12 +5,20 @@
 #include <nlohmann/json.hpp>
 
 #include "probes/probe_result.h"
+#include "probes/result.h"
 
 namespace gatewatch::daemon {
 
 // RFC 3339 UTC with milliseconds: "2026-11-23T05:25:10.123Z".
 std::string FormatTime(SystemTime t);
 
+// Parses RFC 3339 ("2026-11-23T05:25:10.123Z", "...+01:00") or unix seconds ("1763875510").
+Result<SystemTime> ParseTime(std::string_view text);
+
 nlohmann::json ToJson(const probes::ProbeResult& r);
+
+// The inverse of ToJson for results pushed by agents: every field is checked; the error
+// names the field and what was expected.
+Result<probes::ProbeResult> FromJson(const nlohmann::json& j);
 
 }  // namespace gatewatch::daemon
