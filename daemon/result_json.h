@@ -9,8 +9,7 @@
 
 namespace gatewatch::daemon {
 
-// RFC 3339 UTC with milliseconds: "2026-11-23T05:25:10.123Z".
-std::string FormatTime(SystemTime t);
+using ::gatewatch::FormatTime;  // RFC 3339, probes/clock.h
 
 // Parses RFC 3339 ("2026-11-23T05:25:10.123Z", "...+01:00") or unix seconds ("1763875510").
 Result<SystemTime> ParseTime(std::string_view text);

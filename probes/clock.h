@@ -2,11 +2,15 @@
 // Time, injected: components take a Clock& so tests can use a FakeClock and never sleep.
 
 #include <chrono>
+#include <string>
 
 namespace gatewatch {
 
 using SystemTime = std::chrono::system_clock::time_point;
 using SteadyTime = std::chrono::steady_clock::time_point;
+
+// RFC 3339 in UTC with milliseconds: "2026-11-23T05:25:10.123Z" (logs, API, payloads).
+std::string FormatTime(SystemTime t);
 
 class Clock {
  public:

@@ -1,5 +1,7 @@
 #include "probes/log.h"
 
+#include "probes/clock.h"
+
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -27,20 +29,6 @@ bool NeedsQuoting(std::string_view v) {
     if (c <= ' ' || c == '=' || c == '"' || c == '\\' || c == 0x7f) return true;
   }
   return false;
-}
-
-std::string Timestamp() {
-  using namespace std::chrono;
-  const auto now = system_clock::now();
-  const auto secs = time_point_cast<seconds>(now);
-  const auto ms = duration_cast<milliseconds>(now - secs).count();
-  const std::time_t t = system_clock::to_time_t(secs);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[96];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
-  return buf;
 }
 
 }  // namespace
@@ -106,7 +94,7 @@ void AppendPair(std::string& out, std::string_view key, std::string_view value) 
 Line::Line(Level level, std::string_view msg) : enabled_(Enabled(level)) {
   if (!enabled_) return;
   text_.reserve(128);
-  text_.append("ts=").append(Timestamp());
+  text_.append("ts=").append(FormatTime(std::chrono::system_clock::now()));
   AppendPair(text_, "level", LevelName(level));
   AppendPair(text_, "msg", msg);
 }
