@@ -1,0 +1,490 @@
+#include "alerting/evaluator.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+
+#include "alerting/silence.h"
+#include "probes/classify.h"
+#include "storage/store.h"
+
+namespace gatewatch::alerting {
+namespace {
+
+using std::chrono::microseconds;
+
+constexpr int kWindowBuckets = 60;
+
+// Counts over a sliding window in kWindowBuckets time buckets with running totals: adding
+// a result and expiring old buckets are constant work, whatever the window's size.
+class Window {
+ public:
+  // Buckets of window/60, at least 1 s wide: a window under a minute has fewer buckets.
+  explicit Window(Duration window)
+      : width_(std::max<Duration>(Duration(1000), window / kWindowBuckets)),
+        buckets_(std::clamp<int64_t>(window / width_, 1, kWindowBuckets)) {}
+
+  void Add(SystemTime t, bool match, std::optional<microseconds> latency, SystemTime now) {
+    Expire(now);
+    const int64_t index = IndexOf(t);
+    if (index <= IndexOf(now) - buckets_ || index > IndexOf(now) + 1) return;  // outside
+    Bucket& b = ring_[static_cast<size_t>(Mod(index))];
+    if (b.index != index) {
+      Subtract(b);
+      b = Bucket{};
+      b.index = index;
+    }
+    ++b.total;
+    ++total_;
+    if (match) {
+      ++b.match;
+      ++match_;
+    }
+    if (latency) {
+      const size_t i = storage::LatencyBucket(*latency);
+      ++b.latency[i];
+      ++latency_[i];
+      ++b.latency_count;
+      ++latency_count_;
+    }
+  }
+
+  void Expire(SystemTime now) {
+    const int64_t oldest = IndexOf(now) - buckets_ + 1;
+    for (Bucket& b : ring_) {
+      if (b.index != kEmpty && b.index < oldest) {
+        Subtract(b);
+        b = Bucket{};
+      }
+    }
+  }
+
+  int64_t total() const { return total_; }
+  int64_t match() const { return match_; }
+  int64_t latency_count() const { return latency_count_; }
+
+  // Upper bound (seconds) of the bucket holding the q-quantile of latencies; +Inf bucket
+  // reports twice the last bound.
+  double LatencyQuantile(double q) const {
+    if (latency_count_ == 0) return 0;
+    const double want = q * static_cast<double>(latency_count_);
+    int64_t seen = 0;
+    for (size_t i = 0; i < latency_.size(); ++i) {
+      seen += latency_[i];
+      if (static_cast<double>(seen) >= want) {
+        const auto& bounds = storage::kLatencyBucketBoundsMs;
+        const int64_t ms = i < bounds.size() ? bounds[i] : bounds.back() * 2;
+        return static_cast<double>(ms) / 1000.0;
+      }
+    }
+    return static_cast<double>(storage::kLatencyBucketBoundsMs.back()) * 2 / 1000.0;
+  }
+
+ private:
+  static constexpr int64_t kEmpty = std::numeric_limits<int64_t>::min();
+  struct Bucket {
+    int64_t index = kEmpty;
+    int64_t total = 0;
+    int64_t match = 0;
+    int64_t latency_count = 0;
+    std::array<int64_t, storage::kLatencyBuckets> latency{};
+  };
+
+  int64_t IndexOf(SystemTime t) const {
+    const int64_t ms = std::chrono::duration_cast<Duration>(t.time_since_epoch()).count();
+    const int64_t w = width_.count();
+    return ms >= 0 ? ms / w : (ms - w + 1) / w;
+  }
+  int64_t Mod(int64_t i) const { return ((i % buckets_) + buckets_) % buckets_; }
+  void Subtract(const Bucket& b) {
+    total_ -= b.total;
+    match_ -= b.match;
+    latency_count_ -= b.latency_count;
+    for (size_t i = 0; i < latency_.size(); ++i) latency_[i] -= b.latency[i];
+  }
+
+  Duration width_;
+  int64_t buckets_;
+  std::array<Bucket, kWindowBuckets> ring_{};
+  int64_t total_ = 0;
+  int64_t match_ = 0;
+  int64_t latency_count_ = 0;
+  std::array<int64_t, storage::kLatencyBuckets> latency_{};
+};
+
+std::optional<microseconds> Phase(const probes::PhaseTimings& p, std::string_view name) {
+  if (name == "resolve") return p.resolve;
+  if (name == "connect") return p.connect;
+  if (name == "tls") return p.tls;
+  if (name == "processing") return p.processing;
+  if (name == "transfer") return p.transfer;
+  return p.total;
+}
+
+std::string Percent(double share) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.4g%%", share * 100);
+  return buf;
+}
+
+std::string Seconds(double s) {
+  char buf[32];
+  if (s < 1) {
+    std::snprintf(buf, sizeof buf, "%.0fms", s * 1000);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.3gs", s);
+  }
+  return buf;
+}
+
+std::string Join(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
+  return out;
+}
+
+}  // namespace
+
+std::string_view ToString(AlertState s) {
+  switch (s) {
+    case AlertState::kOk: return "ok";
+    case AlertState::kPending: return "pending";
+    case AlertState::kFiring: return "firing";
+    case AlertState::kResolving: return "resolving";
+  }
+  return "ok";
+}
+
+std::string_view ToString(AlertEvent::Kind k) {
+  switch (k) {
+    case AlertEvent::Kind::kFiring: return "firing";
+    case AlertEvent::Kind::kResolved: return "resolved";
+    case AlertEvent::Kind::kReminder: return "reminder";
+  }
+  return "firing";
+}
+
+struct Evaluator::Pair {
+  struct Region {
+    explicit Region(Duration window) : counts(window) {}
+    Window counts;
+    int consecutive_failures = 0;
+    probes::Outcome last_failure = probes::Outcome::kOk;
+  };
+
+  std::shared_ptr<const AlertRule> rule;
+  std::string monitor;
+  AlertState state = AlertState::kOk;
+  SystemTime since{};
+  SystemTime firing_since{};
+  SystemTime last_notified{};
+  bool notified = false;  // the current firing was notified
+  std::map<std::string, Region> regions;
+  std::optional<SystemTime> cert_expiry;
+  // 5xx emitter/reason counts of this episode (since the alert left ok); at rest only
+  // those seen within the window are kept.
+  std::map<std::string, std::pair<int64_t, SystemTime>> emitters;
+  // Last measurement, for Snapshot().
+  double ratio = 0;
+  std::map<std::string, double> region_ratio;
+  bool silenced = false;
+
+  Region& RegionOf(const std::string& name) {
+    auto it = regions.find(name);
+    if (it == regions.end()) it = regions.emplace(name, Region(rule->window)).first;
+    return it->second;
+  }
+};
+
+namespace {
+
+struct Measure {
+  bool hold = false;   // no verdict (too few samples, no certificate seen): no transition
+  bool bad = false;    // fire (or stay pending)
+  bool clear = true;   // resolve (the lower threshold)
+  double worst = 0;
+  int64_t samples = 0;
+  std::vector<std::string> regions_above;
+  std::map<std::string, double> region_ratio;
+  std::string summary;
+};
+
+}  // namespace
+
+Evaluator::Evaluator(const Clock& clock) : clock_(clock) {}
+Evaluator::~Evaluator() = default;
+
+std::vector<AlertEvent> Evaluator::Configure(std::vector<AlertRule> rules, std::vector<SilenceConfig> silences) {
+  std::map<std::pair<std::string, std::string>, std::unique_ptr<Pair>> next;
+  for (const AlertRule& rule : rules) {
+    auto shared = std::make_shared<const AlertRule>(rule);
+    for (const std::string& monitor : rule.monitors) {
+      auto key = std::make_pair(rule.name, monitor);
+      auto old = pairs_.find(key);
+      std::unique_ptr<Pair> pair;
+      if (old != pairs_.end() && old->second->rule->kind == rule.kind && old->second->rule->window == rule.window) {
+        pair = std::move(old->second);  // same alert: keep state and windows
+        pairs_.erase(old);
+      } else {
+        pair = std::make_unique<Pair>();
+        pair->monitor = monitor;
+        pair->since = clock_.Now();
+      }
+      pair->rule = shared;
+      next.emplace(std::move(key), std::move(pair));
+    }
+  }
+  std::vector<AlertEvent> events;
+  const SystemTime now = clock_.Now();
+  for (auto& [key, pair] : pairs_) {  // what is left was removed from the config
+    if ((pair->state == AlertState::kFiring || pair->state == AlertState::kResolving) && pair->notified) {
+      AlertEvent e;
+      e.kind = AlertEvent::Kind::kResolved;
+      e.alert = key.first;
+      e.monitor = key.second;
+      e.severity = pair->rule->severity;
+      e.notify = pair->rule->notify;
+      e.at = now;
+      e.firing_since = pair->firing_since;
+      e.summary = key.second + ": alert " + key.first + " resolved (removed from the configuration)";
+      events.push_back(std::move(e));
+    }
+  }
+  pairs_ = std::move(next);
+  rules_ = std::move(rules);
+  silences_ = std::move(silences);
+  by_monitor_.clear();
+  for (auto& [key, pair] : pairs_) by_monitor_[key.second].push_back(pair.get());
+  return events;
+}
+
+std::vector<AlertEvent> Evaluator::Observe(const probes::ProbeResult& r) {
+  std::vector<AlertEvent> events;
+  if (!r.confirmed) return events;
+  auto it = by_monitor_.find(r.monitor);
+  if (it == by_monitor_.end()) return events;
+  const SystemTime now = clock_.Now();
+  const bool silenced = MonitorSilenced(silences_, r.monitor, r.started_at);
+  const probes::Outcome outcome = probes::ExcuseIfSilenced(r, silenced);
+  if (outcome == probes::Outcome::kExcused) return events;  // not counted at all
+  const bool failed = probes::IsFailure(outcome);
+  for (Pair* pair : it->second) {
+    const AlertRule& rule = *pair->rule;
+    Pair::Region& region = pair->RegionOf(r.region);
+    bool counts_against = failed;
+    switch (rule.kind) {
+      case AlertKind::kStatusRate: {
+        const bool match = rule.count_gateway_error
+                               ? probes::IsGatewayError(r.http_status, r.emitter)
+                               : std::find(rule.codes.begin(), rule.codes.end(), r.http_status) != rule.codes.end();
+        counts_against = match;
+        region.counts.Add(r.started_at, match, std::nullopt, now);
+        break;
+      }
+      case AlertKind::kLatency:
+        region.counts.Add(r.started_at, false, Phase(r.phases, rule.phase), now);
+        break;
+      case AlertKind::kDown:
+        if (failed) {
+          ++region.consecutive_failures;
+          region.last_failure = outcome;
+        } else {
+          region.consecutive_failures = 0;
+        }
+        break;
+      case AlertKind::kCertExpiry:
+        if (r.tls.earliest_expiry) pair->cert_expiry = r.tls.earliest_expiry;
+        break;
+    }
+    if (counts_against && r.http_status >= 500 && r.emitter != probes::Emitter::kNone) {
+      auto& [count, seen] =
+          pair->emitters[std::string(probes::ToString(r.emitter)) + "/" + std::string(probes::ToString(r.reason))];
+      ++count;
+      seen = r.started_at;
+    }
+    auto out = Evaluate(*pair, now);
+    events.insert(events.end(), std::make_move_iterator(out.begin()), std::make_move_iterator(out.end()));
+  }
+  return events;
+}
+
+std::vector<AlertEvent> Evaluator::Tick(SystemTime now) {
+  std::vector<AlertEvent> events;
+  for (auto& [key, pair] : pairs_) {
+    // Pairs at rest change only with new results, except certificates, which age.
+    if (pair->state == AlertState::kOk && pair->rule->kind != AlertKind::kCertExpiry) continue;
+    auto out = Evaluate(*pair, now);
+    events.insert(events.end(), std::make_move_iterator(out.begin()), std::make_move_iterator(out.end()));
+  }
+  return events;
+}
+
+std::vector<AlertEvent> Evaluator::Evaluate(Pair& pair, SystemTime now) {
+  const AlertRule& rule = *pair.rule;
+  Measure m;
+  int above = 0, still = 0;
+  switch (rule.kind) {
+    case AlertKind::kStatusRate:
+    case AlertKind::kLatency: {
+      const bool rate = rule.kind == AlertKind::kStatusRate;
+      bool any_verdict = false;
+      for (auto& [name, region] : pair.regions) {
+        region.counts.Expire(now);
+        const int64_t n = rate ? region.counts.total() : region.counts.latency_count();
+        if (n == 0) continue;
+        const double value = rate ? static_cast<double>(region.counts.match()) / static_cast<double>(n)
+                                  : region.counts.LatencyQuantile(rule.percentile / 100.0);
+        m.region_ratio[name] = value;
+        if (n < rule.min_samples) continue;  // no verdict on too few probes
+        any_verdict = true;
+        const double hi = rate ? rule.above : std::chrono::duration<double>(rule.latency_above).count();
+        const double lo = rate ? rule.below : std::chrono::duration<double>(rule.latency_below).count();
+        if (value > hi) {
+          ++above;
+          m.regions_above.push_back(name);
+        }
+        if (value >= lo && !(rate && value == 0)) ++still;
+        if (value >= m.worst) {
+          m.worst = value;
+          m.samples = n;
+        }
+      }
+      m.bad = above >= rule.min_regions;
+      m.clear = still < rule.min_regions;
+      m.hold = !any_verdict;
+      std::string codes;
+      for (int code : rule.codes) codes += (codes.empty() ? "" : "/") + std::to_string(code);
+      const std::string what =
+          rate ? (rule.count_gateway_error ? std::string("gateway error rate") : "status " + codes + " rate")
+               : "p" + std::to_string(static_cast<int>(rule.percentile)) + " " + rule.phase;
+      const std::string value = rate ? Percent(m.worst) + " of " + std::to_string(m.samples) + " probes"
+                                     : Seconds(m.worst);
+      const std::string limit = rate ? Percent(rule.above) : Seconds(std::chrono::duration<double>(rule.latency_above).count());
+      m.summary = pair.monitor + ": " + what + " " + value + " over " + FormatDuration(rule.window) +
+                  (m.regions_above.empty() ? "" : " in " + Join(m.regions_above)) + " (threshold " + limit + ")";
+      break;
+    }
+    case AlertKind::kDown: {
+      std::string outcome;
+      for (auto& [name, region] : pair.regions) {
+        m.region_ratio[name] = region.consecutive_failures;
+        if (region.consecutive_failures >= rule.after) {
+          ++above;
+          m.regions_above.push_back(name);
+          outcome = std::string(probes::ToString(region.last_failure));
+          m.worst = std::max<double>(m.worst, region.consecutive_failures);
+        }
+      }
+      m.bad = above >= rule.min_regions;
+      m.clear = !m.bad;
+      m.samples = static_cast<int64_t>(m.worst);
+      m.summary = pair.monitor + " down: " + std::to_string(static_cast<int>(m.worst)) +
+                  " consecutive failed probes" + (outcome.empty() ? "" : " (" + outcome + ")") +
+                  (m.regions_above.empty() ? "" : " in " + Join(m.regions_above));
+      break;
+    }
+    case AlertKind::kCertExpiry: {
+      if (pair.cert_expiry) {
+        const auto left = *pair.cert_expiry - now;
+        m.worst = std::chrono::duration<double>(left).count() / 86400.0;  // days left
+        m.bad = left < rule.within;
+        m.summary = pair.monitor + ": TLS certificate expires " + FormatTime(*pair.cert_expiry) + " (in " +
+                    FormatDuration(std::max(Duration(0), std::chrono::duration_cast<Duration>(left))) + ")";
+      }
+      m.hold = !pair.cert_expiry;
+      m.clear = !m.bad;
+      break;
+    }
+  }
+  pair.ratio = m.worst;
+  pair.region_ratio = m.region_ratio;
+  pair.silenced = MonitorSilenced(silences_, pair.monitor, now);
+
+  std::vector<AlertEvent> events;
+  const auto emit = [&](AlertEvent::Kind kind) {
+    AlertEvent e;
+    e.kind = kind;
+    e.alert = rule.name;
+    e.monitor = pair.monitor;
+    e.severity = rule.severity;
+    e.notify = rule.notify;
+    e.at = now;
+    e.firing_since = pair.firing_since;
+    e.ratio = m.worst;
+    e.samples = m.samples;
+    e.regions_above = m.regions_above;
+    for (const auto& [name, counted] : pair.emitters) e.emitters[name] = counted.first;
+    e.summary = m.summary;
+    events.push_back(std::move(e));
+    pair.last_notified = now;
+  };
+  const auto enter = [&](AlertState s) {
+    pair.state = s;
+    pair.since = now;
+  };
+  const auto fire = [&] {
+    enter(AlertState::kFiring);
+    pair.firing_since = now;
+    pair.notified = !pair.silenced;
+    if (pair.notified) emit(AlertEvent::Kind::kFiring);
+  };
+  const auto resolve = [&] {
+    if (pair.notified) emit(AlertEvent::Kind::kResolved);
+    pair.notified = false;
+    pair.emitters.clear();
+    enter(AlertState::kOk);
+  };
+
+  switch (pair.state) {
+    case AlertState::kOk:
+      for (auto it = pair.emitters.begin(); it != pair.emitters.end();) {
+        it = it->second.second < now - rule.window ? pair.emitters.erase(it) : std::next(it);
+      }
+      if (m.hold || !m.bad) break;
+      enter(AlertState::kPending);
+      if (rule.pending_for.count() == 0) fire();
+      break;
+    case AlertState::kPending:
+      if (m.hold) break;
+      if (!m.bad) {
+        enter(AlertState::kOk);
+      } else if (now - pair.since >= rule.pending_for) {
+        fire();
+      }
+      break;
+    case AlertState::kFiring:
+      if (!m.hold && m.clear) {
+        enter(AlertState::kResolving);
+        if (rule.resolve_for.count() == 0) resolve();
+      } else if (!pair.notified && !pair.silenced) {
+        pair.notified = true;  // the silence ended while firing
+        emit(AlertEvent::Kind::kFiring);
+      } else if (pair.notified && !pair.silenced && rule.repeat.count() > 0 &&
+                 now - pair.last_notified >= rule.repeat) {
+        emit(AlertEvent::Kind::kReminder);
+      }
+      break;
+    case AlertState::kResolving:
+      if (m.hold) break;
+      if (!m.clear) {
+        pair.state = AlertState::kFiring;  // flapped back: no new message
+        pair.since = pair.firing_since;
+      } else if (now - pair.since >= rule.resolve_for) {
+        resolve();
+      }
+      break;
+  }
+  return events;
+}
+
+std::vector<AlertStatus> Evaluator::Snapshot() const {
+  std::vector<AlertStatus> out;
+  out.reserve(pairs_.size());
+  for (const auto& [key, pair] : pairs_) {
+    out.push_back({key.first, key.second, pair->state, pair->since, pair->silenced, pair->ratio, pair->region_ratio});
+  }
+  return out;
+}
+
+}  // namespace gatewatch::alerting

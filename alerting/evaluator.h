@@ -1,0 +1,104 @@
+#pragma once
+// Alert rule evaluation (SPEC section 4, issue "Alerting"): for each alert x matching
+// monitor, a state machine ok -> pending -> firing -> resolving -> ok (the values of
+// gatewatch_alert_state), fed with confirmed probe results.
+//
+//   status_rate  per region, the share of confirmed results whose status is in `codes`
+//                (or in the gateway_error class) over the sliding `window`; a region is
+//                above when it has >= min_samples results and share > above. Bad: at
+//                least min_regions regions above. While firing, a region still counts
+//                against resolution while its share is >= below (hysteresis).
+//   down         per region, consecutive confirmed failures >= after.
+//   latency      per region, the percentile of a phase over the window (fixed log
+//                buckets, upper bound) > above; hysteresis with below.
+//   cert_expiry  the earliest certificate expiry seen is within `within` of now.
+//
+// Pending lasts `for`; resolving lasts `resolve_for` (back to firing if it turns bad
+// again, without a new message). A firing alert is reminded every `repeat`. Silences
+// mute notifications only: state is tracked as usual; a firing that was never notified
+// (silenced) is notified when the silence ends, and its resolution is notified only if
+// its firing was. Inside a silence a 503 with Retry-After is excused, not counted.
+//
+// Incremental: a result costs O(1) (time-bucketed window counts with running totals,
+// no re-scan) plus the pair's regions; Tick() visits only pairs that are not ok.
+//
+// Thread-compatible: one thread owns an Evaluator (the daemon's pipeline).
+
+#include <array>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "alerting/config.h"
+#include "probes/clock.h"
+#include "probes/probe_result.h"
+
+namespace gatewatch::alerting {
+
+enum class AlertState : uint8_t { kOk = 0, kPending = 1, kFiring = 2, kResolving = 3 };
+std::string_view ToString(AlertState s);
+
+// A notification the evaluator asks for.
+struct AlertEvent {
+  enum class Kind : uint8_t { kFiring, kResolved, kReminder };
+  Kind kind = Kind::kFiring;
+  std::string alert;
+  std::string monitor;
+  std::string severity;
+  std::vector<std::string> notify;
+  SystemTime at{};            // when the transition happened
+  SystemTime firing_since{};  // when the alert started firing
+  double ratio = 0;           // worst region's share (status_rate), seconds (latency), ...
+  int64_t samples = 0;        // results in the window of the worst region
+  std::vector<std::string> regions_above;  // regions past the threshold
+  std::map<std::string, int64_t> emitters;  // "nginx/upstream_timeout" -> count, this episode
+  std::string summary;  // one line for humans: what, how bad, where
+};
+
+std::string_view ToString(AlertEvent::Kind k);
+
+// Current state of one alert x monitor, for metrics, the API and the status page.
+struct AlertStatus {
+  std::string alert;
+  std::string monitor;
+  AlertState state = AlertState::kOk;
+  SystemTime since{};
+  bool silenced = false;
+  double ratio = 0;
+  std::map<std::string, double> region_ratio;  // gatewatch_alert_ratio{alert,monitor,region}
+};
+
+class Evaluator {
+ public:
+  explicit Evaluator(const Clock& clock);
+  ~Evaluator();
+  Evaluator(const Evaluator&) = delete;
+  Evaluator& operator=(const Evaluator&) = delete;
+
+  // Replaces the rules and silences. Unchanged alert x monitor pairs keep their state and
+  // windows; a pair that no longer exists and had notified a firing is resolved (returned).
+  std::vector<AlertEvent> Configure(std::vector<AlertRule> rules, std::vector<SilenceConfig> silences);
+
+  // A probe result: unconfirmed attempts are ignored (SPEC section 5).
+  std::vector<AlertEvent> Observe(const probes::ProbeResult& r);
+
+  // Time-driven transitions (for, resolve_for, repeat, window expiry, silence ends).
+  std::vector<AlertEvent> Tick(SystemTime now);
+
+  std::vector<AlertStatus> Snapshot() const;
+
+ private:
+  struct Pair;
+  std::vector<AlertEvent> Evaluate(Pair& pair, SystemTime now);
+
+  const Clock& clock_;
+  std::vector<AlertRule> rules_;
+  std::vector<SilenceConfig> silences_;
+  std::map<std::pair<std::string, std::string>, std::unique_ptr<Pair>> pairs_;  // (alert, monitor)
+  std::unordered_map<std::string, std::vector<Pair*>> by_monitor_;
+};
+
+}  // namespace gatewatch::alerting
