@@ -5,12 +5,17 @@
 #include <iostream>
 #include <memory>
 #include <mutex>
+#include <set>
 
+#include "daemon/api.h"
 #include "daemon/config.h"
 #include "daemon/config_holder.h"
 #include "daemon/http_server.h"
 #include "daemon/ingest.h"
+#include "daemon/metrics.h"
 #include "daemon/probe_loop.h"
+#include "gatewatch_version.h"
+#include "daemon/status_page.h"
 #include "probes/engine.h"
 #include "probes/log.h"
 #include "probes/scheduler.h"
@@ -113,17 +118,51 @@ Result<std::unique_ptr<storage::Writer>> OpenWriter(const Config& cfg, const Clo
   return storage::Writer::Start(options, clock);
 }
 
+// --- Metrics wiring (daemon/metrics.h) ---
+SelfStats CollectSelfStats(const ProbeLoop& loop, const probes::HttpProber& prober,
+                           const storage::Writer& writer, const probes::Scheduler& scheduler,
+                           SystemTime started) {
+  SelfStats s;
+  const probes::HttpProber::Stats ps = prober.GetStats();
+  s.probes_in_flight = ps.in_flight;
+  s.probes_queued = ps.queued;
+  s.skipped_overload = loop.stats().skipped_overload.load();
+  s.skipped_backpressure = loop.stats().skipped_backpressure.load();
+  s.skipped_missed = scheduler.missed();
+  FillLag(loop.stats().lag, s);
+  const storage::WriterStats ws = writer.Stats();
+  s.db_rows_written = ws.rows_written;
+  s.db_batches = ws.batches;
+  s.db_last_batch_seconds = static_cast<double>(ws.last_batch_latency.count()) / 1e6;
+  s.db_queue_depth = ws.queue_depth;
+  s.db_rows_lost = ws.rows_lost;
+  s.db_write_errors = ws.write_errors;
+  s.start_time = started;
+  return s;
+}
+
+std::set<std::string> MonitorNames(const Config& cfg) {
+  std::set<std::string> names;
+  for (const auto& m : cfg.monitors) names.insert(m.name);
+  return names;
+}
+
 }  // namespace
 
-int RunDaemon(const std::string& config_path) {
+sigset_t BlockDaemonSignals() {
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGHUP);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  return signals;
+}
+
+int RunDaemon(const std::string& config_path) {
   // Blocked before any thread starts, so every thread inherits the mask and the signals
   // are taken only by sigwait below.
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  sigset_t signals = BlockDaemonSignals();
 
   auto loaded = LoadConfigFile(config_path);
   if (!loaded) {
@@ -148,15 +187,20 @@ int RunDaemon(const std::string& config_path) {
 
   probes::Scheduler scheduler(clock);
   const int retries_room = 1;
+  Metrics metrics(kVersion);  // outlives the server, which serves it
   ProbeLoop loop(clock, scheduler,
                  {[&writer] { return writer->HasRoom(retries_room); },
-                  [&writer](probes::ProbeResult r) { return writer->Enqueue(std::move(r)); }, nullptr});
+                  [&writer](probes::ProbeResult r) { return writer->Enqueue(std::move(r)); },
+                  [&metrics](const probes::ProbeResult& r) { metrics.Observe(r); }});
   ApplySchedule(scheduler, config);
 
   probes::HttpProber::Options engine_options;
   engine_options.max_in_flight = config->engine.max_in_flight;
   engine_options.on_tick = [&loop](probes::Prober& p) { return loop.Tick(p); };
   auto prober = std::make_unique<probes::HttpProber>(engine_options, clock);
+  metrics.SetSelfStats([&loop, &prober, &writer, &scheduler, started = clock.Now()] {
+    return CollectSelfStats(loop, *prober, *writer, scheduler, started);
+  });
 
   ConfigHolder current(config);
   Readiness readiness(*writer, loop, clock);
@@ -168,8 +212,17 @@ int RunDaemon(const std::string& config_path) {
   HttpServer server(server_options);
   // Agent result batches (SPEC section 9) go to the same writer as local results.
   RegisterIngestRoute(server, {&current, [&writer](size_t rows) { return writer->HasRoom(rows); },
-                               [&writer](probes::ProbeResult r) { return writer->Enqueue(std::move(r)); }});
+                               [&writer, &metrics](probes::ProbeResult r) {
+                                 metrics.Observe(r);  // agent regions get their series too
+                                 return writer->Enqueue(std::move(r));
+                               }});
 
+  RegisterMetricsRoute(server, metrics);
+  // JSON API and status page (daemon/api.h, daemon/status_page.h): read-only, each HTTP
+  // thread on its own SQLite connection.
+  const ApiDeps api_deps{current, config->storage.path, clock};
+  RegisterApiRoutes(server, api_deps);
+  RegisterStatusPage(server, api_deps);
   auto port = server.Start();
   if (!port) {
     log::Error("start-up failed").Kv("error", port.error());
@@ -202,6 +255,7 @@ int RunDaemon(const std::string& config_path) {
       current.Set(config);
       LogLoaded(*config, "config reloaded");
       ApplySchedule(scheduler, config);
+      metrics.RetainMonitors(MonitorNames(*config));
       prober->Wake();
       continue;
     }
@@ -211,6 +265,7 @@ int RunDaemon(const std::string& config_path) {
   // Stop in pipeline order: no new probes, in-flight ones get the grace period (their
   // results reach the writer), then the writer flushes, then the listener closes.
   prober->Stop(config->server.shutdown_grace);
+  metrics.SetSelfStats(nullptr);  // reads the prober, which goes before the listener
   prober.reset();
   writer->Stop();
   server.Stop();

@@ -48,12 +48,7 @@ std::string DemoConfig(const fleet::DemoFleet& fleet, const std::string& listen,
 int RunDemo(const DemoOptions& options) {
   // Block the daemon's signals before the fleet starts its threads (RunDaemon takes them
   // with sigwait; a fleet thread must never receive one).
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGHUP);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  BlockDaemonSignals();
 
   const char* tmp = std::getenv("TMPDIR");
   std::string dir = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/gatewatch-demo-XXXXXX";

@@ -1,0 +1,708 @@
+#include "daemon/metrics.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/metric_family.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <limits>
+#include <optional>
+#include <sstream>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+
+#include "daemon/http_server.h"
+#include "probes/log.h"
+
+namespace gatewatch::daemon {
+namespace {
+
+using probes::Emitter;
+using probes::Reason;
+
+constexpr size_t kPhaseCount = 6;
+constexpr std::array<std::string_view, kPhaseCount> kPhaseNames = {
+    "resolve", "connect", "tls", "processing", "transfer", "total"};
+constexpr int64_t kNoPhase = -1;
+
+// Monitors rendered per hold of the state mutex: ~12 series each, well under a
+// millisecond per slice, so Observe() on the engine thread never waits for a scrape.
+constexpr size_t kSliceMonitors = 256;
+
+// Appends `value` escaped as a label value of the text format: backslash, double quote
+// and line feed are the only characters that need it.
+void AppendEscaped(std::string& out, std::string_view value) {
+  for (char c : value) {
+    switch (c) {
+      case '\\':
+        out += "\\\\";
+        break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      default:
+        out += c;
+    }
+  }
+}
+
+template <typename Int>
+void AppendInt(std::string& out, Int v) {
+  char buf[24];
+  auto res = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, res.ptr);
+}
+
+// The shortest fixed-point text that parses back to the same double ("0.0001", not
+// "1e-04"); scientific only where fixed does not fit.
+void AppendDouble(std::string& out, double v) {
+  char buf[64];
+  auto res = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed);
+  if (res.ec != std::errc()) res = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, res.ptr);
+}
+
+void AppendSeconds(std::string& out, int64_t us) {
+  AppendDouble(out, static_cast<double>(us) / 1e6);
+}
+
+// `name{labels` — the caller adds any further labels, then CloseSample().
+void OpenSample(std::string& out, std::string_view name, std::string_view labels) {
+  out += name;
+  out += '{';
+  out += labels;
+}
+void CloseSample(std::string& out) { out += "} "; }
+
+int64_t UnixSeconds(SystemTime t) {
+  return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
+}
+
+// The probe families, in output order.
+enum Family : size_t {
+  kSuccess,
+  kPhase,
+  kStatus,
+  kProbesTotal,
+  kResponsesTotal,
+  kEmitterTotal,
+  kTlsExpiry,
+  kFamilyCount,
+};
+
+struct FamilyInfo {
+  std::string_view name;
+  std::string_view type;
+  std::string_view help;
+};
+
+constexpr std::array<FamilyInfo, kFamilyCount> kFamilies = {{
+    {"gatewatch_probe_success", "gauge",
+     "1 if the last confirmed probe of the monitor in the region succeeded (ok or excused), "
+     "else 0."},
+    {"gatewatch_probe_phase_seconds", "gauge",
+     "Phase durations of the last confirmed probe (resolve, connect, tls, processing, "
+     "transfer, total); a phase that was not reached has no series."},
+    {"gatewatch_probe_http_status_code", "gauge",
+     "HTTP status of the last confirmed probe (0 = no response)."},
+    {"gatewatch_probes_total", "counter", "Probe attempts by outcome class, retries included."},
+    {"gatewatch_http_responses_total", "counter",
+     "HTTP responses received by probes, by status code (every attempt)."},
+    {"gatewatch_probe_emitter_total", "counter",
+     "5xx responses by the layer that most likely produced them (emitter) and the reason it "
+     "gave (every attempt)."},
+    {"gatewatch_tls_cert_expiry_timestamp_seconds", "gauge",
+     "Earliest notAfter in the certificate chain seen by the last confirmed probes of the "
+     "monitor (earliest over regions), as a Unix timestamp."},
+}};
+
+// Names the extension point may not take.
+constexpr std::array<std::string_view, 15> kReservedNames = {
+    "gatewatch_scheduler_lag_seconds",
+    "gatewatch_probes_in_flight",
+    "gatewatch_probes_queued",
+    "gatewatch_probes_skipped_total",
+    "gatewatch_db_write_batch_seconds",
+    "gatewatch_db_write_batches_total",
+    "gatewatch_db_rows_written_total",
+    "gatewatch_db_queue_depth",
+    "gatewatch_db_rows_lost_total",
+    "gatewatch_db_write_errors_total",
+    "gatewatch_build_info",
+    "process_start_time_seconds",
+    "gatewatch_probe_success",
+    "gatewatch_probe_phase_seconds",
+    "gatewatch_probe_http_status_code",
+};
+
+bool Reserved(std::string_view name) {
+  if (std::find(kReservedNames.begin(), kReservedNames.end(), name) != kReservedNames.end()) {
+    return true;
+  }
+  return std::any_of(kFamilies.begin(), kFamilies.end(),
+                     [&](const FamilyInfo& f) { return f.name == name; });
+}
+
+struct CodeCount {
+  int code;
+  uint64_t count;
+};
+
+struct EmitterCount {
+  Emitter emitter;
+  Reason reason;
+  uint64_t count;
+};
+
+// One monitor x region. Counters at zero and codes never seen have no series.
+struct PairState {
+  std::string region;      // raw, for lookup
+  std::string labels;      // `monitor="...",region="..."`, escaped once
+  bool confirmed = false;  // a confirmed result was seen: the gauges exist
+  bool success = false;
+  int http_status = 0;
+  std::array<int64_t, kPhaseCount> phase_us;  // of the last confirmed result; kNoPhase = absent
+  bool has_expiry = false;
+  int64_t expiry_s = 0;
+  std::array<uint64_t, probes::kOutcomeNames.size()> outcomes{};
+  std::vector<CodeCount> codes;        // sorted by code
+  std::vector<EmitterCount> emitters;  // sorted by (emitter, reason)
+
+  PairState() { phase_us.fill(kNoPhase); }
+};
+
+struct MonitorState {
+  std::string monitor_label;       // `monitor="..."`, escaped once
+  std::vector<PairState> regions;  // sorted by region
+};
+
+void SetPhases(const probes::PhaseTimings& p, std::array<int64_t, kPhaseCount>& out) {
+  const std::array<const std::optional<std::chrono::microseconds>*, kPhaseCount> in = {
+      &p.resolve, &p.connect, &p.tls, &p.processing, &p.transfer, &p.total};
+  for (size_t i = 0; i < kPhaseCount; ++i) out[i] = *in[i] ? (*in[i])->count() : kNoPhase;
+}
+
+// Appends the series of one monitor to the family buffers.
+void RenderMonitor(const MonitorState& m, std::array<std::string, kFamilyCount>& out) {
+  bool has_expiry = false;
+  int64_t expiry_s = 0;
+  for (const PairState& p : m.regions) {
+    if (p.confirmed) {
+      std::string& s = out[kSuccess];
+      OpenSample(s, kFamilies[kSuccess].name, p.labels);
+      CloseSample(s);
+      s += p.success ? "1\n" : "0\n";
+
+      std::string& ph = out[kPhase];
+      for (size_t i = 0; i < kPhaseCount; ++i) {
+        if (p.phase_us[i] == kNoPhase) continue;
+        OpenSample(ph, kFamilies[kPhase].name, p.labels);
+        ph += ",phase=\"";
+        ph += kPhaseNames[i];
+        ph += '"';
+        CloseSample(ph);
+        AppendSeconds(ph, p.phase_us[i]);
+        ph += '\n';
+      }
+
+      std::string& st = out[kStatus];
+      OpenSample(st, kFamilies[kStatus].name, p.labels);
+      CloseSample(st);
+      AppendInt(st, p.http_status);
+      st += '\n';
+    }
+
+    std::string& pt = out[kProbesTotal];
+    for (size_t i = 0; i < p.outcomes.size(); ++i) {
+      if (p.outcomes[i] == 0) continue;
+      OpenSample(pt, kFamilies[kProbesTotal].name, p.labels);
+      pt += ",outcome=\"";
+      pt += probes::kOutcomeNames[i];
+      pt += '"';
+      CloseSample(pt);
+      AppendInt(pt, p.outcomes[i]);
+      pt += '\n';
+    }
+
+    std::string& rt = out[kResponsesTotal];
+    for (const CodeCount& c : p.codes) {
+      OpenSample(rt, kFamilies[kResponsesTotal].name, p.labels);
+      rt += ",code=\"";
+      AppendInt(rt, c.code);
+      rt += '"';
+      CloseSample(rt);
+      AppendInt(rt, c.count);
+      rt += '\n';
+    }
+
+    std::string& et = out[kEmitterTotal];
+    for (const EmitterCount& e : p.emitters) {
+      OpenSample(et, kFamilies[kEmitterTotal].name, p.labels);
+      et += ",emitter=\"";
+      et += probes::ToString(e.emitter);
+      et += "\",reason=\"";
+      et += probes::ToString(e.reason);
+      et += '"';
+      CloseSample(et);
+      AppendInt(et, e.count);
+      et += '\n';
+    }
+
+    if (p.has_expiry && (!has_expiry || p.expiry_s < expiry_s)) {
+      has_expiry = true;
+      expiry_s = p.expiry_s;
+    }
+  }
+  if (has_expiry) {
+    std::string& tl = out[kTlsExpiry];
+    OpenSample(tl, kFamilies[kTlsExpiry].name, m.monitor_label);
+    CloseSample(tl);
+    AppendInt(tl, expiry_s);
+    tl += '\n';
+  }
+}
+
+// --- Extension families (prometheus-cpp) ---
+
+bool HasUnretainedMonitor(const prometheus::ClientMetric& m, const std::set<std::string>& names) {
+  for (const auto& l : m.label) {
+    if (l.name == "monitor" && names.count(l.value) == 0) return true;
+  }
+  return false;
+}
+
+prometheus::Labels LabelsOf(const prometheus::ClientMetric& m) {
+  prometheus::Labels labels;
+  for (const auto& l : m.label) labels.emplace(l.name, l.value);
+  return labels;
+}
+
+// Series errors (an invalid label name) are programming errors of the caller; they are
+// logged, never thrown across the module.
+void LogSeriesError(const std::string& family, const std::exception& e) {
+  log::Error("metrics: series rejected").Kv("family", family).Kv("error", e.what());
+}
+
+template <typename T, typename Base>
+class FamilyImpl : public Base {
+ public:
+  FamilyImpl(prometheus::Family<T>& family, std::string help)
+      : family_(family), help_(std::move(help)) {}
+
+  void Remove(const MetricLabels& labels) override {
+    std::lock_guard lock(mu_);
+    try {
+      if (family_.Has(labels)) family_.Remove(&family_.Add(labels));
+    } catch (const std::exception& e) {
+      LogSeriesError(family_.GetName(), e);
+    }
+  }
+
+  void Retain(const std::set<std::string>& names) {
+    std::lock_guard lock(mu_);
+    for (const auto& mf : family_.Collect()) {
+      for (const auto& m : mf.metric) {
+        if (HasUnretainedMonitor(m, names)) family_.Remove(&family_.Add(LabelsOf(m)));
+      }
+    }
+  }
+
+  const std::string& help() const { return help_; }
+
+ protected:
+  std::mutex mu_;  // serialises Add/Remove pairs on family_
+  prometheus::Family<T>& family_;
+  const std::string help_;
+};
+
+class GaugeFamilyImpl final : public FamilyImpl<prometheus::Gauge, GaugeFamily> {
+ public:
+  using FamilyImpl::FamilyImpl;
+  void Set(const MetricLabels& labels, double value) override {
+    std::lock_guard lock(mu_);
+    try {
+      family_.Add(labels).Set(value);
+    } catch (const std::exception& e) {
+      LogSeriesError(family_.GetName(), e);
+    }
+  }
+};
+
+class CounterFamilyImpl final : public FamilyImpl<prometheus::Counter, CounterFamily> {
+ public:
+  using FamilyImpl::FamilyImpl;
+  void Increment(const MetricLabels& labels, double by) override {
+    std::lock_guard lock(mu_);
+    try {
+      family_.Add(labels).Increment(by);
+    } catch (const std::exception& e) {
+      LogSeriesError(family_.GetName(), e);
+    }
+  }
+};
+
+prometheus::MetricFamily OneValue(std::string name, std::string help, prometheus::MetricType type,
+                                  double value,
+                                  std::vector<prometheus::ClientMetric::Label> labels = {}) {
+  prometheus::MetricFamily f;
+  f.name = std::move(name);
+  f.help = std::move(help);
+  f.type = type;
+  prometheus::ClientMetric m;
+  m.label = std::move(labels);
+  if (type == prometheus::MetricType::Counter) {
+    m.counter.value = value;
+  } else {
+    m.gauge.value = value;
+  }
+  f.metric.push_back(std::move(m));
+  return f;
+}
+
+prometheus::MetricFamily Gauge(std::string name, std::string help, double value,
+                               std::vector<prometheus::ClientMetric::Label> labels = {}) {
+  return OneValue(std::move(name), std::move(help), prometheus::MetricType::Gauge, value,
+                  std::move(labels));
+}
+
+prometheus::MetricFamily Counter(std::string name, std::string help, uint64_t value) {
+  return OneValue(std::move(name), std::move(help), prometheus::MetricType::Counter,
+                  static_cast<double>(value));
+}
+
+}  // namespace
+
+struct Metrics::State {
+  mutable std::mutex mu;  // guards monitors, index and retained
+  // Sorted, so that Render() can resume a walk after releasing the mutex.
+  std::map<std::string, MonitorState, std::less<>> monitors;
+  // The same states by name for Observe(): a hash lookup instead of a tree walk (~5x
+  // fewer cache misses with 10,000 monitors). Keys view the map's keys (nodes are stable).
+  std::unordered_map<std::string_view, MonitorState*> index;
+  // Observe() calls blocked on mu; Render() lets them in between slices.
+  std::atomic<int> waiting{0};
+  // The last RetainMonitors() set; a result of any other monitor is ignored. Empty
+  // until the first RetainMonitors(): every monitor is accepted.
+  std::optional<std::set<std::string, std::less<>>> retained;
+};
+
+struct Metrics::Extensions {
+  prometheus::Registry registry;
+  std::mutex mu;  // guards gauges and counters (the maps; the families lock themselves)
+  std::map<std::string, std::unique_ptr<GaugeFamilyImpl>> gauges;
+  std::map<std::string, std::unique_ptr<CounterFamilyImpl>> counters;
+};
+
+void FillLag(const LagHistogram& lag, SelfStats& out) {
+  out.lag_buckets = lag.Buckets();
+  out.lag_sum_seconds = lag.SumSeconds();
+}
+
+Metrics::Metrics(std::string version)
+    : version_(std::move(version)),
+      state_(std::make_unique<State>()),
+      extensions_(std::make_unique<Extensions>()) {}
+
+Metrics::~Metrics() = default;
+
+void Metrics::Observe(const probes::ProbeResult& r) {
+  std::unique_lock lock(state_->mu, std::try_to_lock);
+  if (!lock.owns_lock()) {  // a scrape holds it: ask for it after this slice
+    state_->waiting.fetch_add(1, std::memory_order_relaxed);
+    lock.lock();
+    state_->waiting.fetch_sub(1, std::memory_order_relaxed);
+  }
+  auto iit = state_->index.find(std::string_view(r.monitor));
+  if (iit == state_->index.end()) {
+    // A probe in flight across a reload must not bring a removed monitor back.
+    if (state_->retained && state_->retained->count(r.monitor) == 0) return;
+    MonitorState fresh;
+    fresh.monitor_label = "monitor=\"";
+    AppendEscaped(fresh.monitor_label, r.monitor);
+    fresh.monitor_label += '"';
+    auto mit = state_->monitors.emplace(r.monitor, std::move(fresh)).first;
+    iit = state_->index.emplace(std::string_view(mit->first), &mit->second).first;
+  }
+  MonitorState& m = *iit->second;
+  auto pit = std::lower_bound(
+      m.regions.begin(), m.regions.end(), r.region,
+      [](const PairState& p, const std::string& region) { return p.region < region; });
+  if (pit == m.regions.end() || pit->region != r.region) {
+    PairState p;
+    p.region = r.region;
+    p.labels = m.monitor_label + ",region=\"";
+    AppendEscaped(p.labels, r.region);
+    p.labels += '"';
+    pit = m.regions.insert(pit, std::move(p));
+  }
+  PairState& p = *pit;
+
+  ++p.outcomes[static_cast<size_t>(r.outcome)];
+  if (r.http_status > 0) {
+    auto cit = std::lower_bound(p.codes.begin(), p.codes.end(), r.http_status,
+                                [](const CodeCount& c, int code) { return c.code < code; });
+    if (cit == p.codes.end() || cit->code != r.http_status) {
+      cit = p.codes.insert(cit, CodeCount{r.http_status, 0});
+    }
+    ++cit->count;
+  }
+  if (r.http_status >= 500 && r.http_status <= 599) {
+    const auto key = std::make_pair(r.emitter, r.reason);
+    auto eit = std::lower_bound(p.emitters.begin(), p.emitters.end(), key,
+                                [](const EmitterCount& e, const std::pair<Emitter, Reason>& k) {
+                                  return std::make_pair(e.emitter, e.reason) < k;
+                                });
+    if (eit == p.emitters.end() || eit->emitter != r.emitter || eit->reason != r.reason) {
+      eit = p.emitters.insert(eit, EmitterCount{r.emitter, r.reason, 0});
+    }
+    ++eit->count;
+  }
+  if (r.confirmed) {
+    p.confirmed = true;
+    p.success = !probes::IsFailure(r.outcome);
+    p.http_status = r.http_status;
+    SetPhases(r.phases, p.phase_us);
+    // The certificate's expiry stays known when a later probe does not get that far.
+    if (r.tls.earliest_expiry) {
+      p.has_expiry = true;
+      p.expiry_s = UnixSeconds(*r.tls.earliest_expiry);
+    }
+  }
+}
+
+void Metrics::RetainMonitors(const std::set<std::string>& names) {
+  {
+    std::set<std::string, std::less<>> retained(names.begin(), names.end());
+    std::lock_guard lock(state_->mu);
+    std::erase_if(state_->monitors, [&](const auto& kv) {
+      if (names.count(kv.first) != 0) return false;
+      state_->index.erase(std::string_view(kv.first));
+      return true;
+    });
+    state_->retained = std::move(retained);
+  }
+  std::lock_guard lock(extensions_->mu);
+  for (auto& [name, family] : extensions_->gauges) family->Retain(names);
+  for (auto& [name, family] : extensions_->counters) family->Retain(names);
+}
+
+void Metrics::SetSelfStats(std::function<SelfStats()> source) {
+  std::lock_guard lock(self_mu_);
+  self_source_ = std::move(source);
+}
+
+Result<GaugeFamily*> Metrics::AddGaugeFamily(const std::string& name, const std::string& help) {
+  Extensions& ext = *extensions_;
+  std::lock_guard lock(ext.mu);
+  if (Reserved(name) || ext.counters.count(name))
+    return Error("metric " + name + " exists already");
+  if (auto it = ext.gauges.find(name); it != ext.gauges.end()) {
+    if (it->second->help() != help) return Error("metric " + name + " exists with another help");
+    return static_cast<GaugeFamily*>(it->second.get());
+  }
+  try {
+    auto& family = prometheus::BuildGauge().Name(name).Help(help).Register(ext.registry);
+    auto impl = std::make_unique<GaugeFamilyImpl>(family, help);
+    GaugeFamily* out = impl.get();
+    ext.gauges.emplace(name, std::move(impl));
+    return out;
+  } catch (const std::exception& e) {
+    return Error("metric " + name + ": " + e.what());
+  }
+}
+
+Result<CounterFamily*> Metrics::AddCounterFamily(const std::string& name, const std::string& help) {
+  Extensions& ext = *extensions_;
+  std::lock_guard lock(ext.mu);
+  if (Reserved(name) || ext.gauges.count(name)) return Error("metric " + name + " exists already");
+  if (auto it = ext.counters.find(name); it != ext.counters.end()) {
+    if (it->second->help() != help) return Error("metric " + name + " exists with another help");
+    return static_cast<CounterFamily*>(it->second.get());
+  }
+  try {
+    auto& family = prometheus::BuildCounter().Name(name).Help(help).Register(ext.registry);
+    auto impl = std::make_unique<CounterFamilyImpl>(family, help);
+    CounterFamily* out = impl.get();
+    ext.counters.emplace(name, std::move(impl));
+    return out;
+  } catch (const std::exception& e) {
+    return Error("metric " + name + ": " + e.what());
+  }
+}
+
+std::string Metrics::Render() const {
+  std::array<std::string, kFamilyCount> bufs;
+  {
+    // Slices: resume after the last monitor rendered (map iterators do not survive the
+    // unlock, since RetainMonitors may erase), so each monitor's series come from one
+    // moment and Observe() waits at most one slice.
+    std::string last;
+    bool started = false;
+    std::array<size_t, kFamilyCount> growth{};  // bytes the last slice added per family
+    for (;;) {
+      // Grow the buffers outside the lock: copying megabytes under it would hold the
+      // engine thread for milliseconds.
+      for (size_t f = 0; f < kFamilyCount; ++f) {
+        const size_t need = bufs[f].size() + 2 * growth[f] + 16384;
+        if (bufs[f].capacity() < need) bufs[f].reserve(std::max(need, bufs[f].capacity() * 3 / 2));
+      }
+      // Hand the mutex over: an Observe() that found it taken gets it before the next
+      // slice (a mutex re-locked at once would starve it). Bounded: Observe is short.
+      for (int spins = 0; state_->waiting.load(std::memory_order_relaxed) > 0 && spins < 1000;
+           ++spins) {
+        std::this_thread::yield();
+      }
+      std::lock_guard lock(state_->mu);
+      const auto& monitors = state_->monitors;
+      auto it = started ? monitors.upper_bound(last) : monitors.begin();
+      if (it == monitors.end()) break;
+      started = true;
+      std::array<size_t, kFamilyCount> before;
+      for (size_t f = 0; f < kFamilyCount; ++f) before[f] = bufs[f].size();
+      auto prev = it;
+      for (size_t n = 0; it != monitors.end() && n < kSliceMonitors; ++n, ++it) {
+        RenderMonitor(it->second, bufs);
+        prev = it;
+      }
+      if (it == monitors.end()) break;
+      for (size_t f = 0; f < kFamilyCount; ++f) growth[f] = bufs[f].size() - before[f];
+      last = prev->first;
+    }
+  }
+
+  std::string out;
+  size_t total = 0;
+  for (const auto& b : bufs) total += b.size();
+  out.reserve(total + 4096);
+  for (size_t f = 0; f < kFamilyCount; ++f) {
+    if (bufs[f].empty()) continue;  // no series seen yet: no family
+    out += "# HELP ";
+    out += kFamilies[f].name;
+    out += ' ';
+    out += kFamilies[f].help;
+    out += "\n# TYPE ";
+    out += kFamilies[f].name;
+    out += ' ';
+    out += kFamilies[f].type;
+    out += '\n';
+    out += bufs[f];
+    std::string().swap(bufs[f]);  // free as we go: the output is the peak
+  }
+  out += RenderSelf();
+  return out;
+}
+
+std::string Metrics::RenderSelf() const {
+  using prometheus::ClientMetric;
+  using prometheus::MetricFamily;
+  std::vector<MetricFamily> families = extensions_->registry.Collect();
+
+  std::optional<SelfStats> s;
+  {
+    std::lock_guard lock(self_mu_);
+    if (self_source_) s = self_source_();
+  }
+  if (s) {
+    MetricFamily lag;
+    lag.name = "gatewatch_scheduler_lag_seconds";
+    lag.help = "Delay between a scheduled probe's due time and its start.";
+    lag.type = prometheus::MetricType::Histogram;
+    ClientMetric h;
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < LagHistogram::kBoundsMs.size(); ++i) {
+      cumulative += s->lag_buckets[i];
+      h.histogram.bucket.push_back(
+          {cumulative, static_cast<double>(LagHistogram::kBoundsMs[i]) / 1000.0});
+    }
+    cumulative += s->lag_buckets.back();
+    // The count is the buckets' sum (not a separately read counter), so +Inf == _count.
+    h.histogram.bucket.push_back({cumulative, std::numeric_limits<double>::infinity()});
+    h.histogram.sample_count = cumulative;
+    h.histogram.sample_sum = s->lag_sum_seconds;
+    lag.metric.push_back(std::move(h));
+    families.push_back(std::move(lag));
+
+    families.push_back(Gauge("gatewatch_probes_in_flight", "Probes running now.",
+                             static_cast<double>(s->probes_in_flight)));
+    families.push_back(Gauge("gatewatch_probes_queued",
+                             "Probes submitted and waiting for an in-flight slot.",
+                             static_cast<double>(s->probes_queued)));
+    MetricFamily skipped;
+    skipped.name = "gatewatch_probes_skipped_total";
+    skipped.help =
+        "Scheduled probes that did not run: overload (not started by the next due time), "
+        "backpressure (the database writer's queue was full), missed (the scheduler loop fell "
+        "more than an interval behind).";
+    skipped.type = prometheus::MetricType::Counter;
+    for (const auto& [reason, value] : {std::pair{"overload", s->skipped_overload},
+                                        std::pair{"backpressure", s->skipped_backpressure},
+                                        std::pair{"missed", s->skipped_missed}}) {
+      ClientMetric m;
+      m.label = {{"reason", reason}};
+      m.counter.value = static_cast<double>(value);
+      skipped.metric.push_back(std::move(m));
+    }
+    families.push_back(std::move(skipped));
+    families.push_back(Gauge("gatewatch_db_write_batch_seconds",
+                             "Duration of the last committed database write batch.",
+                             s->db_last_batch_seconds));
+    families.push_back(Counter("gatewatch_db_write_batches_total",
+                               "Database write batches (transactions) committed.", s->db_batches));
+    families.push_back(
+        Counter("gatewatch_db_rows_written_total", "Result rows committed.", s->db_rows_written));
+    families.push_back(Gauge("gatewatch_db_queue_depth",
+                             "Results accepted by the writer and not yet committed or lost.",
+                             static_cast<double>(s->db_queue_depth)));
+    families.push_back(Counter("gatewatch_db_rows_lost_total",
+                               "Accepted result rows given up after repeated write errors.",
+                               s->db_rows_lost));
+    families.push_back(Counter("gatewatch_db_write_errors_total",
+                               "Failed attempts to commit a write batch.", s->db_write_errors));
+  }
+  families.push_back(Gauge("gatewatch_build_info", "gatewatch build; the value is always 1.", 1,
+                           {{"version", version_}}));
+  if (s) {
+    families.push_back(Gauge(
+        "process_start_time_seconds", "Start time of the process since the Unix epoch in seconds.",
+        static_cast<double>(
+            std::chrono::duration_cast<std::chrono::milliseconds>(s->start_time.time_since_epoch())
+                .count()) /
+            1000.0));
+  }
+
+  std::ostringstream text;
+  prometheus::TextSerializer().Serialize(text, families);
+  return std::move(text).str();
+}
+
+size_t Metrics::ProbeSeriesCountForTest() const {
+  const std::string text = [&] {
+    std::array<std::string, kFamilyCount> bufs;
+    std::lock_guard lock(state_->mu);
+    for (const auto& [name, m] : state_->monitors) RenderMonitor(m, bufs);
+    std::string all;
+    for (const auto& b : bufs) all += b;
+    return all;
+  }();
+  return static_cast<size_t>(std::count(text.begin(), text.end(), '\n'));
+}
+
+void RegisterMetricsRoute(HttpServer& server, Metrics& metrics) {
+  server.Get("/metrics", [&metrics](const HttpRequest&) {
+    HttpResponse r;
+    r.content_type = kMetricsContentType;
+    r.body = metrics.Render();
+    return r;
+  });
+}
+
+}  // namespace gatewatch::daemon
