@@ -12,7 +12,7 @@ SystemTime Utc(int y, unsigned m, unsigned d, int h, int min = 0) {
   return sys_days{year{y} / month{m} / day{d}} + hours{h} + minutes{min};
 }
 
-TEST_CASE("Silence: one-off window is [start, end)") {
+TEST_CASE("Silence: a one-off window includes its start and excludes its end") {
   SilenceConfig s;
   s.monitors = {"shop"};
   s.start = floor<seconds>(Utc(2026, 12, 5, 21));
