@@ -82,7 +82,7 @@ TEST_CASE("Evaluator: fires when the share crosses the threshold, not below min_
   CHECK(h.State() == AlertState::kFiring);
 }
 
-TEST_CASE("Evaluator: `for` keeps it pending; recovering in time sends nothing") {
+TEST_CASE("Evaluator: `for` keeps it pending and recovering in time sends nothing") {
   Harness h;
   AlertRule r = Rate(0.5, 0.1, 2);
   r.pending_for = 30s;
@@ -141,7 +141,7 @@ TEST_CASE("Evaluator: min_regions needs a quorum of regions above the threshold"
   CHECK(h.events[0].regions_above == std::vector<std::string>{"eu", "us"});
 }
 
-TEST_CASE("Evaluator: repeat reminds while firing; resolve_for waits; flapping back is silent") {
+TEST_CASE("Evaluator: repeat reminds while firing, resolve_for waits, flapping back is silent") {
   Harness h;
   AlertRule r = Rate(0.5, 0.2, 2);
   r.repeat = 5min;
@@ -187,7 +187,7 @@ TEST_CASE("Evaluator: the window is exactly as long as configured, also under a 
   CHECK(h.Count(Kind::kResolved) == 1);
 }
 
-TEST_CASE("Evaluator: silences mute notifications but not state; excused 503s are not counted") {
+TEST_CASE("Evaluator: silences mute notifications but not state, excused 503s are not counted") {
   Harness h;
   SilenceConfig s;
   s.monitors = {"shop"};
@@ -238,7 +238,7 @@ TEST_CASE("Evaluator: silences mute notifications but not state; excused 503s ar
   CHECK(ex.State() == AlertState::kOk);
 }
 
-TEST_CASE("Evaluator: down fires after N consecutive failures; a success resets the count") {
+TEST_CASE("Evaluator: down fires after N consecutive failures, a success resets the count") {
   Harness h;
   AlertRule r;
   r.name = "api-down";

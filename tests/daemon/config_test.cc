@@ -56,7 +56,7 @@ TEST_CASE("Config: an empty file gives the documented defaults") {
   CHECK(c.monitors.empty());
 }
 
-TEST_CASE("Config: monitors inherit [defaults] and override key by key") {
+TEST_CASE("Config: monitors inherit the defaults section and override key by key") {
   Config c = MustParse(R"(
 [server]
 region = "home"
