@@ -19,6 +19,7 @@
 #include "daemon/metrics.h"
 #include "fleet/pages.h"
 #include "fleet/raw_server.h"
+#include "tests/support/listen_port.h"
 #include "tests/support/process.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/wait.h"
@@ -177,20 +178,8 @@ TEST_CASE(
   const std::string log = dir.File("err.log");
   testing::Process daemon({GATEWATCH_BINARY, "run", "--config", config}, dir.File("out.log"), log);
 
-  int port = 0;
-  REQUIRE_MESSAGE(WaitFor(
-                      [&] {
-                        std::smatch m;
-                        const std::string text = ReadFile(log);
-                        if (!std::regex_search(
-                                text, m, std::regex("msg=listening addr=127\\.0\\.0\\.1:(\\d+)"))) {
-                          return false;
-                        }
-                        port = std::stoi(m[1]);
-                        return true;
-                      },
-                      10s),
-                  ReadFile(log));
+  const int port = testing::WaitForListenPort(log);
+  REQUIRE_MESSAGE(port > 0, testing::ReadFile(log));
 
   httplib::Client client("127.0.0.1", port);
   client.set_connection_timeout(2);

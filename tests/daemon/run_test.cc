@@ -8,6 +8,7 @@
 
 #include <regex>
 
+#include "tests/support/listen_port.h"
 #include "tests/support/process.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/wait.h"
@@ -40,14 +41,8 @@ TEST_CASE("Run: serves /healthz, reloads on SIGHUP, keeps the old config on a ba
   const std::string log = dir.File("stderr.log");
   testing::Process daemon({GATEWATCH_BINARY, "run", "--config", config}, dir.File("stdout.log"), log);
 
-  int port = 0;
-  REQUIRE(WaitFor([&] {
-    std::smatch m;
-    const std::string text = ReadFile(log);
-    if (!std::regex_search(text, m, std::regex("msg=listening addr=127\\.0\\.0\\.1:(\\d+)"))) return false;
-    port = std::stoi(m[1]);
-    return true;
-  }, 10s));
+  const int port = testing::WaitForListenPort(log);
+  REQUIRE_MESSAGE(port > 0, testing::ReadFile(log));
   CHECK(ReadFile(log).find("msg=\"config loaded\"") != std::string::npos);
 
   httplib::Client client("127.0.0.1", port);

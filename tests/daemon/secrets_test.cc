@@ -10,6 +10,7 @@
 
 #include "fleet/pages.h"
 #include "fleet/raw_server.h"
+#include "tests/support/listen_port.h"
 #include "tests/support/process.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/wait.h"
@@ -59,14 +60,8 @@ TEST_CASE("Secrets: never in metrics, API, status page or logs") {
   const std::vector<std::string> env = {"GW_TOKEN=" + kSecrets[0], env_file};
   testing::Process daemon({GATEWATCH_BINARY, "run", "--config", config, "--log-level", "debug"},
                           dir.File("out.log"), dir.File("err.log"), env);
-  int port = 0;
-  REQUIRE_MESSAGE(testing::WaitFor([&] {
-    std::smatch m;
-    const std::string text = ReadFile(dir.File("err.log"));
-    if (!std::regex_search(text, m, std::regex("msg=listening addr=127\\.0\\.0\\.1:(\\d+)"))) return false;
-    port = std::stoi(m[1]);
-    return true;
-  }, 15s), ReadFile(dir.File("err.log")));
+  const int port = testing::WaitForListenPort(dir.File("err.log"));
+  REQUIRE_MESSAGE(port > 0, testing::ReadFile(dir.File("err.log")));
   httplib::Client client("127.0.0.1", port);
   client.set_read_timeout(10, 0);
   // Wait until both monitors have results, failing ones included.

@@ -22,6 +22,7 @@
 #include "fleet/raw_server.h"
 #include "storage/sqlite_store.h"
 #include "tests/support/fake_clock.h"
+#include "tests/support/listen_port.h"
 #include "tests/support/process.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/wait.h"
@@ -235,17 +236,8 @@ url = "https://hooks.slack.com/services/T000/B000/WEBHOOKSECRET"
   const std::string log = dir.File("stderr.log");
   testing::Process daemon({GATEWATCH_BINARY, "run", "--config", config}, dir.File("stdout.log"),
                           log);
-  int port = 0;
-  REQUIRE(WaitFor(
-      [&] {
-        std::smatch m;
-        const std::string text = ReadFile(log);
-        if (!std::regex_search(text, m, std::regex("msg=listening addr=127\\.0\\.0\\.1:(\\d+)")))
-          return false;
-        port = std::stoi(m[1]);
-        return true;
-      },
-      10s));
+  const int port = testing::WaitForListenPort(log);
+  REQUIRE_MESSAGE(port > 0, testing::ReadFile(log));
 
   // Both monitors have a confirmed result (the writer flushes about every second).
   httplib::Client client("127.0.0.1", port);

@@ -9,6 +9,7 @@
 #include <regex>
 
 #include "fleet/tls_server.h"
+#include "tests/support/listen_port.h"
 #include "tests/support/process.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/wait.h"
@@ -33,14 +34,8 @@ TEST_CASE("TlsListener: serves /healthz over HTTPS with the configured certifica
   const std::string config = dir.Write("gw.toml", Config(dir, cert, key));
   testing::Process daemon({GATEWATCH_BINARY, "run", "--config", config}, dir.File("out.log"),
                           dir.File("err.log"));
-  int port = 0;
-  REQUIRE_MESSAGE(testing::WaitFor([&] {
-    std::smatch m;
-    const std::string text = ReadFile(dir.File("err.log"));
-    if (!std::regex_search(text, m, std::regex("msg=listening addr=127\\.0\\.0\\.1:(\\d+)"))) return false;
-    port = std::stoi(m[1]);
-    return true;
-  }, 10s), ReadFile(dir.File("err.log")));
+  const int port = testing::WaitForListenPort(dir.File("err.log"));
+  REQUIRE_MESSAGE(port > 0, testing::ReadFile(dir.File("err.log")));
 
   httplib::SSLClient client("127.0.0.1", port);
   client.set_ca_cert_path(ca.CaFile().c_str());
