@@ -589,7 +589,11 @@ void HttpProber::Impl::StartTransfer(Attempt& a, const std::string& ip) {
                                                target + ":" + std::to_string(a.url.port)).c_str());
     curl_easy_setopt(e, CURLOPT_CONNECT_TO, a.connect_to);
   }
-  if (!region.proxy.empty()) {
+  if (region.proxy.empty()) {
+    // Direct means direct: never an http_proxy/https_proxy/all_proxy from the environment
+    // (it would silently change the vantage point). Also spares libcurl the getenv calls.
+    curl_easy_setopt(e, CURLOPT_PROXY, "");
+  } else {
     curl_easy_setopt(e, CURLOPT_PROXY, region.proxy.c_str());
     // Tunnel plain http too: otherwise the proxy's own error page would be recorded as
     // the target's 5xx.

@@ -373,6 +373,18 @@ TEST_CASE("Engine: proxy_error when the region's CONNECT proxy refuses or is dow
   CHECK(h.Probe(Monitor(server.Url()), region).outcome == Outcome::kProxyError);
 }
 
+TEST_CASE("Engine: a direct region ignores proxy variables in the environment") {
+  RawHttpServer server;
+  fleet::ConnectProxy proxy(fleet::ConnectProxy::Mode::kRefuse);
+  for (const char* var : {"http_proxy", "HTTPS_PROXY", "all_proxy"}) setenv(var, proxy.Url().c_str(), 1);
+  Harness h;
+  const ProbeResult r = h.Probe(Monitor(server.Url()));
+  for (const char* var : {"http_proxy", "HTTPS_PROXY", "all_proxy"}) unsetenv(var);
+  CHECK(r.outcome == Outcome::kOk);
+  CHECK(proxy.ConnectCount() == 0);
+  CHECK(proxy.OtherRequestCount() == 0);
+}
+
 TEST_CASE("Engine: TLS: ok with facts, every invalid certificate, and handshake failures") {
   fleet::TestCa ca;
   fleet::TlsServer valid(ca, {});
