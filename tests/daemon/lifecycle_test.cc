@@ -2,13 +2,16 @@
 // unchanged ones keep their schedule (same offset, no gap, nothing twice); SIGTERM drains
 // in-flight probes within shutdown_grace, flushes the writer and exits 0.
 
+#include <httplib.h>
 #include <signal.h>
+#include <sqlite3.h>
 
 #include <doctest/doctest.h>
 
 #include <algorithm>
 
 #include "storage/sqlite_store.h"
+#include "tests/support/listen_port.h"
 #include "tests/support/process.h"
 #include "tests/support/recording_target.h"
 #include "tests/support/temp_dir.h"
@@ -153,6 +156,43 @@ TEST_CASE("Lifecycle: SIGTERM drops a probe that outlives shutdown_grace and sti
   auto rows = (*store)->Results(q);
   REQUIRE(rows.has_value());
   CHECK(rows->empty());  // dropped, not stored half-done
+}
+
+TEST_CASE("Lifecycle: /readyz fails while the database cannot be written, recovers after") {
+  testing::RecordingTarget target;
+  testing::TempDir dir;
+  const std::string config =
+      dir.Write("gw.toml", Header(dir) + Monitor(target, "a") + Monitor(target, "b"));
+  testing::Process daemon({GATEWATCH_BINARY, "run", "--config", config}, dir.File("out.log"),
+                          dir.File("err.log"));
+  const int port = testing::WaitForListenPort(dir.File("err.log"));
+  REQUIRE_MESSAGE(port > 0, ReadFile(dir.File("err.log")));
+  httplib::Client client("127.0.0.1", port);
+  client.set_read_timeout(5, 0);
+  const auto ready = [&] {
+    auto r = client.Get("/readyz");
+    return r ? r->status : 0;
+  };
+  REQUIRE(WaitFor([&] { return ready() == 200 && !target.RequestsOf("a").empty(); }, 20s));
+
+  // Another process holds the write lock: the writer's batches fail (after its busy timeout).
+  sqlite3* lock = nullptr;
+  REQUIRE(sqlite3_open(dir.File("gw.db").c_str(), &lock) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(lock, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr) == SQLITE_OK);
+  std::string body;
+  const bool not_ready = WaitFor([&] {
+    auto r = client.Get("/readyz");
+    if (r && r->status == 503) body = r->body;
+    return r && r->status == 503;
+  }, 30s);
+  sqlite3_exec(lock, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(lock);
+  CHECK(not_ready);
+  CHECK(body.find("database writes are failing") != std::string::npos);
+  CHECK(WaitFor([&] { return ready() == 200; }, 30s));
+
+  daemon.Signal(SIGTERM);
+  CHECK(daemon.Wait(30s) == 0);
 }
 
 }  // namespace
