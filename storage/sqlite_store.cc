@@ -13,7 +13,7 @@
 
 namespace gatewatch::storage {
 
-// Schema (current version 2)
+// Schema (current version 3)
 //
 // results: one row per probe attempt (SPEC section 5), confirmed or not.
 //   id INTEGER PRIMARY KEY, monitor, region, started_at (unix ms), attempt, confirmed (0/1),
@@ -35,6 +35,21 @@ namespace gatewatch::storage {
 //   retention. Maintained by Insert() in the batch's transaction.
 // latest: (monitor, region, kind) -> result_id, started_at of the newest result; kind 0 =
 //   any attempt, 1 = confirmed. Keeps Latest() independent of the size of results.
+// alert_state (version 3): one row per alert x monitor the evaluator tracks (PRIMARY KEY
+//   (alert, monitor), WITHOUT ROWID): state (the evaluator's AlertState ordinal: 0 ok,
+//   1 pending, 2 firing, 3 resolving; storage does not interpret it), since_ms,
+//   firing_since_ms, last_notified_ms (unix ms), notified (0/1), updated_ms (unix ms of the
+//   commit that wrote the row). Written by AlertStore (storage/outbox.h).
+// outbox (version 3): notifications to deliver, at-least-once (SPEC section 8). id INTEGER
+//   PRIMARY KEY (creation order), notifier (config name), alert, monitor, kind ("firing",
+//   "resolved", "reminder" or "test"), message (JSON: the event, independent of any
+//   notifier's rendering), created_ms, attempts (failed attempts so far), next_attempt_ms,
+//   delivered_ms and given_up_ms (NULL until the message is delivered / given up; a row with
+//   both NULL is pending), last_error ('' = none).
+//   Indexes: partial (next_attempt_ms) WHERE pending, for Due(), Pending() and
+//   NextAttempt(); partial (COALESCE(delivered_ms, given_up_ms)) WHERE finished, for the
+//   audit retention of PruneDelivered(). A state change and the messages it causes are
+//   written in one transaction (AlertStore::Commit).
 //
 // Stored names (outcome, emitter, reason) are the stable SPEC names, never enum ordinals, so
 // reordering an enum cannot corrupt stored data. A new Outcome needs a migration adding its
@@ -227,9 +242,42 @@ INSERT INTO latest (monitor, region, kind, started_at, result_id)
   return sql;
 }
 
+// Version 3: alert state and the notification outbox (SPEC section 8).
+constexpr const char* kMigration3 = R"sql(
+CREATE TABLE alert_state (
+  alert TEXT NOT NULL,
+  monitor TEXT NOT NULL,
+  state INTEGER NOT NULL,
+  since_ms INTEGER NOT NULL,
+  firing_since_ms INTEGER NOT NULL,
+  last_notified_ms INTEGER NOT NULL,
+  notified INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL,
+  PRIMARY KEY (alert, monitor)
+) WITHOUT ROWID;
+CREATE TABLE outbox (
+  id INTEGER PRIMARY KEY,
+  notifier TEXT NOT NULL,
+  alert TEXT NOT NULL,
+  monitor TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  message TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_ms INTEGER NOT NULL,
+  delivered_ms INTEGER,
+  given_up_ms INTEGER,
+  last_error TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX outbox_due ON outbox (next_attempt_ms)
+  WHERE delivered_ms IS NULL AND given_up_ms IS NULL;
+CREATE INDEX outbox_finished ON outbox (COALESCE(delivered_ms, given_up_ms))
+  WHERE delivered_ms IS NOT NULL OR given_up_ms IS NOT NULL;
+)sql";
+
 // Migration i+1 takes the schema from version i to i+1. Never edit a released step: add one.
 const std::vector<std::string>& Migrations() {
-  static const std::vector<std::string> steps = {kMigration1, Migration2()};
+  static const std::vector<std::string> steps = {kMigration1, Migration2(), kMigration3};
   return steps;
 }
 

@@ -65,6 +65,12 @@ class SqliteStore final : public Store {
   Result<int64_t> QueryIntForTest(const std::string& sql);
 
  private:
+  // Module access (storage/ only): AlertStore (storage/outbox.h) keeps its tables in the same
+  // database and reuses this class's Open() (WAL, busy timeout, migrations, schema checks) and
+  // owner check instead of copying them; it runs its own statements on db_ (and through
+  // Exec() and QueryInt()) and reports errors through LastError(). It touches nothing else.
+  friend class AlertStore;
+
   SqliteStore(sqlite3* db, std::string path);
 
   Result<void> Migrate(int target_version);

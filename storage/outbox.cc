@@ -1,0 +1,357 @@
+#include "storage/outbox.h"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <string_view>
+
+namespace gatewatch::storage {
+
+namespace {
+
+using std::chrono::milliseconds;
+
+#ifndef NDEBUG
+[[noreturn]] void OwnerViolation(const char* function) {
+  std::fprintf(stderr,
+               "gatewatch: AlertStore::%s called off the thread that opened it; a sqlite3* "
+               "belongs to its thread\n",
+               function);
+  std::abort();
+}
+#endif
+
+#ifdef NDEBUG
+#define GW_ALERT_STORE_CHECK_OWNER() ((void)0)
+#else
+#define GW_ALERT_STORE_CHECK_OWNER()                \
+  do {                                              \
+    if (!OnOwnerThread()) OwnerViolation(__func__); \
+  } while (false)
+#endif
+
+// Same conversions as sqlite_store.cc: unix milliseconds, clamped so that SystemTime::max()
+// and friends do not overflow.
+int64_t ToUnixMs(SystemTime t) {
+  using Dur = SystemTime::duration;
+  constexpr auto kMaxMs = std::chrono::duration_cast<milliseconds>(Dur::max()).count() - 1;
+  constexpr auto kMinMs = std::chrono::duration_cast<milliseconds>(Dur::min()).count() + 1;
+  const int64_t ms = std::chrono::floor<milliseconds>(t.time_since_epoch()).count();
+  return std::clamp<int64_t>(ms, kMinMs, kMaxMs);
+}
+SystemTime FromUnixMs(int64_t ms) {
+  return SystemTime(std::chrono::duration_cast<SystemTime::duration>(milliseconds(ms)));
+}
+
+// A statement prepared per call, finalized on scope exit.
+class Stmt {
+ public:
+  Stmt() = default;
+  ~Stmt() { sqlite3_finalize(s_); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+  sqlite3_stmt** out() { return &s_; }
+  sqlite3_stmt* get() const { return s_; }
+
+ private:
+  sqlite3_stmt* s_ = nullptr;
+};
+
+// Bound strings are SQLITE_STATIC: callers keep them alive until the statement is reset.
+int BindText(sqlite3_stmt* s, int i, std::string_view v) {
+  return sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+}
+int BindInt(sqlite3_stmt* s, int i, int64_t v) {
+  return sqlite3_bind_int64(s, i, static_cast<sqlite3_int64>(v));
+}
+std::string ColText(sqlite3_stmt* s, int i) {
+  const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, i));
+  if (p == nullptr) return {};
+  return std::string(p, static_cast<size_t>(sqlite3_column_bytes(s, i)));
+}
+int64_t ColInt(sqlite3_stmt* s, int i) { return static_cast<int64_t>(sqlite3_column_int64(s, i)); }
+
+bool KnownKind(std::string_view kind) {
+  return std::any_of(std::begin(kOutboxKinds), std::end(kOutboxKinds),
+                     [&](const char* k) { return kind == k; });
+}
+
+constexpr const char* kPending = "delivered_ms IS NULL AND given_up_ms IS NULL";
+
+}  // namespace
+
+AlertStore::AlertStore(std::unique_ptr<SqliteStore> store, const Clock& clock)
+    : store_(std::move(store)), clock_(clock) {}
+
+// store_ closes the connection (and checks the thread) after this body.
+AlertStore::~AlertStore() = default;
+
+Result<std::unique_ptr<AlertStore>> AlertStore::Open(const std::string& path, const Clock& clock,
+                                                     const OpenOptions& options) {
+  auto store = SqliteStore::Open(path, options);
+  if (!store) return Error(store.error());
+  auto version = (*store)->SchemaVersion();
+  if (!version) return Error(version.error());
+  if (*version < 3) {
+    return Error("storage: " + path + ": schema version " + std::to_string(*version) +
+                 " has no alert state or outbox (version 3; open it read-write once to migrate)");
+  }
+  return std::unique_ptr<AlertStore>(new AlertStore(std::move(*store), clock));
+}
+
+Result<std::vector<AlertStateRecord>> AlertStore::LoadStates() {
+  GW_ALERT_STORE_CHECK_OWNER();
+  sqlite3* db = store_->db_;
+  Stmt s;
+  if (sqlite3_prepare_v2(db,
+                         "SELECT alert, monitor, state, since_ms, firing_since_ms, "
+                         "last_notified_ms, notified FROM alert_state ORDER BY alert, monitor",
+                         -1, s.out(), nullptr) != SQLITE_OK) {
+    return Error(store_->LastError("prepare alert state query"));
+  }
+  std::vector<AlertStateRecord> out;
+  for (;;) {
+    const int rc = sqlite3_step(s.get());
+    if (rc == SQLITE_DONE) break;
+    if (rc != SQLITE_ROW) return Error(store_->LastError("alert state query"));
+    out.push_back(AlertStateRecord{
+        .alert = ColText(s.get(), 0),
+        .monitor = ColText(s.get(), 1),
+        .state = static_cast<int>(ColInt(s.get(), 2)),
+        .since = FromUnixMs(ColInt(s.get(), 3)),
+        .firing_since = FromUnixMs(ColInt(s.get(), 4)),
+        .last_notified = FromUnixMs(ColInt(s.get(), 5)),
+        .notified = ColInt(s.get(), 6) != 0,
+    });
+  }
+  return out;
+}
+
+Result<void> AlertStore::Commit(std::span<const AlertStateRecord> states,
+                                std::span<const std::pair<std::string, std::string>> removed,
+                                std::span<const OutboxMessage> enqueue) {
+  GW_ALERT_STORE_CHECK_OWNER();
+  for (const OutboxMessage& m : enqueue) {
+    if (!KnownKind(m.kind)) {
+      return Error("storage: outbox: unknown message kind '" + m.kind + "' (alert " + m.alert +
+                   ", monitor " + m.monitor + ", notifier " + m.notifier + ")");
+    }
+  }
+  if (states.empty() && removed.empty() && enqueue.empty()) return {};
+  // IMMEDIATE takes the write lock now (waiting up to busy_timeout) instead of failing halfway
+  // when a read transaction cannot be upgraded.
+  if (auto r = store_->Exec("BEGIN IMMEDIATE"); !r) return r;
+  auto r = CommitInTransaction(states, removed, enqueue);
+  if (r) r = store_->Exec("COMMIT");
+  if (!r) {
+    if (!sqlite3_get_autocommit(store_->db_)) (void)store_->Exec("ROLLBACK");
+    return r;
+  }
+  return {};
+}
+
+Result<void> AlertStore::CommitInTransaction(
+    std::span<const AlertStateRecord> states,
+    std::span<const std::pair<std::string, std::string>> removed,
+    std::span<const OutboxMessage> enqueue) {
+  sqlite3* db = store_->db_;
+  const int64_t now_ms = ToUnixMs(clock_.Now());
+  if (!states.empty()) {
+    Stmt s;
+    if (sqlite3_prepare_v2(
+            db,
+            "INSERT INTO alert_state (alert, monitor, state, since_ms, firing_since_ms, "
+            "last_notified_ms, notified, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
+            "ON CONFLICT (alert, monitor) DO UPDATE SET state = excluded.state, since_ms = "
+            "excluded.since_ms, firing_since_ms = excluded.firing_since_ms, last_notified_ms = "
+            "excluded.last_notified_ms, notified = excluded.notified, updated_ms = "
+            "excluded.updated_ms",
+            -1, s.out(), nullptr) != SQLITE_OK) {
+      return Error(store_->LastError("prepare alert state upsert"));
+    }
+    for (const AlertStateRecord& st : states) {
+      sqlite3_reset(s.get());
+      int rc = BindText(s.get(), 1, st.alert);
+      rc |= BindText(s.get(), 2, st.monitor);
+      rc |= BindInt(s.get(), 3, st.state);
+      rc |= BindInt(s.get(), 4, ToUnixMs(st.since));
+      rc |= BindInt(s.get(), 5, ToUnixMs(st.firing_since));
+      rc |= BindInt(s.get(), 6, ToUnixMs(st.last_notified));
+      rc |= BindInt(s.get(), 7, st.notified ? 1 : 0);
+      rc |= BindInt(s.get(), 8, now_ms);
+      if (rc != SQLITE_OK) return Error(store_->LastError("bind alert state"));
+      if (sqlite3_step(s.get()) != SQLITE_DONE) {
+        return Error(store_->LastError("write alert state " + st.alert + "/" + st.monitor));
+      }
+    }
+  }
+  if (!removed.empty()) {
+    Stmt s;
+    if (sqlite3_prepare_v2(db, "DELETE FROM alert_state WHERE alert = ?1 AND monitor = ?2", -1,
+                           s.out(), nullptr) != SQLITE_OK) {
+      return Error(store_->LastError("prepare alert state delete"));
+    }
+    for (const auto& [alert, monitor] : removed) {
+      sqlite3_reset(s.get());
+      int rc = BindText(s.get(), 1, alert);
+      rc |= BindText(s.get(), 2, monitor);
+      if (rc != SQLITE_OK) return Error(store_->LastError("bind alert state delete"));
+      if (sqlite3_step(s.get()) != SQLITE_DONE) {
+        return Error(store_->LastError("delete alert state " + alert + "/" + monitor));
+      }
+    }
+  }
+  if (!enqueue.empty()) {
+    Stmt s;
+    if (sqlite3_prepare_v2(db,
+                           "INSERT INTO outbox (notifier, alert, monitor, kind, message, "
+                           "created_ms, attempts, next_attempt_ms, last_error) VALUES (?1, ?2, "
+                           "?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                           -1, s.out(), nullptr) != SQLITE_OK) {
+      return Error(store_->LastError("prepare outbox insert"));
+    }
+    for (const OutboxMessage& m : enqueue) {
+      sqlite3_reset(s.get());
+      int rc = BindText(s.get(), 1, m.notifier);
+      rc |= BindText(s.get(), 2, m.alert);
+      rc |= BindText(s.get(), 3, m.monitor);
+      rc |= BindText(s.get(), 4, m.kind);
+      rc |= BindText(s.get(), 5, m.message);
+      rc |= BindInt(s.get(), 6, ToUnixMs(m.created_at));
+      rc |= BindInt(s.get(), 7, m.attempts);
+      rc |= BindInt(s.get(), 8, ToUnixMs(m.next_attempt_at));
+      rc |= BindText(s.get(), 9, m.last_error);
+      if (rc != SQLITE_OK) return Error(store_->LastError("bind outbox message"));
+      if (sqlite3_step(s.get()) != SQLITE_DONE) {
+        return Error(store_->LastError("enqueue " + m.kind + " for " + m.alert + "/" + m.monitor +
+                                       " to " + m.notifier));
+      }
+    }
+  }
+  return {};
+}
+
+Result<std::vector<OutboxMessage>> AlertStore::Due(SystemTime now, int limit) {
+  GW_ALERT_STORE_CHECK_OWNER();
+  sqlite3* db = store_->db_;
+  const std::string sql =
+      std::string(
+          "SELECT id, notifier, alert, monitor, kind, message, created_ms, next_attempt_ms, "
+          "attempts, last_error FROM outbox WHERE ") +
+      kPending + " AND next_attempt_ms <= ?1 ORDER BY id LIMIT ?2";
+  Stmt s;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, s.out(), nullptr) != SQLITE_OK) {
+    return Error(store_->LastError("prepare outbox due query"));
+  }
+  BindInt(s.get(), 1, ToUnixMs(now));
+  BindInt(s.get(), 2, std::clamp(limit, 1, kMaxDueLimit));
+  std::vector<OutboxMessage> out;
+  for (;;) {
+    const int rc = sqlite3_step(s.get());
+    if (rc == SQLITE_DONE) break;
+    if (rc != SQLITE_ROW) return Error(store_->LastError("outbox due query"));
+    out.push_back(OutboxMessage{
+        .id = ColInt(s.get(), 0),
+        .notifier = ColText(s.get(), 1),
+        .alert = ColText(s.get(), 2),
+        .monitor = ColText(s.get(), 3),
+        .kind = ColText(s.get(), 4),
+        .message = ColText(s.get(), 5),
+        .created_at = FromUnixMs(ColInt(s.get(), 6)),
+        .next_attempt_at = FromUnixMs(ColInt(s.get(), 7)),
+        .attempts = static_cast<int>(ColInt(s.get(), 8)),
+        .last_error = ColText(s.get(), 9),
+    });
+  }
+  return out;
+}
+
+Result<void> AlertStore::UpdatePending(int64_t id, const char* what, const std::string& set_sql,
+                                       int64_t time_ms, const std::string& text) {
+  GW_ALERT_STORE_CHECK_OWNER();
+  sqlite3* db = store_->db_;
+  const std::string sql =
+      "UPDATE outbox SET " + set_sql + " WHERE id = ?1 AND " + std::string(kPending);
+  Stmt s;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, s.out(), nullptr) != SQLITE_OK) {
+    return Error(store_->LastError(std::string("prepare outbox ") + what));
+  }
+  int rc = BindInt(s.get(), 1, id);
+  rc |= BindInt(s.get(), 2, time_ms);
+  if (sqlite3_bind_parameter_count(s.get()) >= 3) rc |= BindText(s.get(), 3, text);
+  if (rc != SQLITE_OK) return Error(store_->LastError(std::string("bind outbox ") + what));
+  // One statement outside BEGIN: its own (autocommit) transaction.
+  if (sqlite3_step(s.get()) != SQLITE_DONE) {
+    return Error(
+        store_->LastError(std::string("outbox ") + what + " of message " + std::to_string(id)));
+  }
+  if (sqlite3_changes(db) == 0) {
+    return Error("storage: " + store_->path() + ": outbox " + what + ": message " +
+                 std::to_string(id) +
+                 " is not pending (unknown, pruned, already delivered or given up)");
+  }
+  return {};
+}
+
+Result<void> AlertStore::MarkDelivered(int64_t id, SystemTime at) {
+  return UpdatePending(id, "mark delivered", "delivered_ms = ?2", ToUnixMs(at), {});
+}
+
+Result<void> AlertStore::Reschedule(int64_t id, SystemTime next_attempt, const std::string& error) {
+  return UpdatePending(id, "reschedule",
+                       "attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3",
+                       ToUnixMs(next_attempt), error);
+}
+
+Result<void> AlertStore::GiveUp(int64_t id, SystemTime at, const std::string& reason) {
+  return UpdatePending(id, "give up", "given_up_ms = ?2, last_error = ?3", ToUnixMs(at), reason);
+}
+
+Result<int64_t> AlertStore::Pending() {
+  GW_ALERT_STORE_CHECK_OWNER();
+  return store_->QueryInt(std::string("SELECT COUNT(*) FROM outbox WHERE ") + kPending);
+}
+
+Result<std::optional<SystemTime>> AlertStore::NextAttempt() {
+  GW_ALERT_STORE_CHECK_OWNER();
+  sqlite3* db = store_->db_;
+  const std::string sql = std::string("SELECT MIN(next_attempt_ms) FROM outbox WHERE ") + kPending;
+  Stmt s;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, s.out(), nullptr) != SQLITE_OK) {
+    return Error(store_->LastError("prepare outbox next attempt query"));
+  }
+  if (sqlite3_step(s.get()) != SQLITE_ROW) {
+    return Error(store_->LastError("outbox next attempt query"));
+  }
+  if (sqlite3_column_type(s.get(), 0) == SQLITE_NULL) return std::optional<SystemTime>();
+  return std::optional<SystemTime>(FromUnixMs(ColInt(s.get(), 0)));
+}
+
+Result<int64_t> AlertStore::PruneDelivered(SystemTime older_than, int max_rows) {
+  GW_ALERT_STORE_CHECK_OWNER();
+  if (max_rows <= 0) return Error("storage: PruneDelivered: max_rows must be positive");
+  sqlite3* db = store_->db_;
+  // The condition repeats outbox_finished's WHERE and expression, so the index serves it.
+  Stmt s;
+  if (sqlite3_prepare_v2(db,
+                         "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE "
+                         "(delivered_ms IS NOT NULL OR given_up_ms IS NOT NULL) AND "
+                         "COALESCE(delivered_ms, given_up_ms) < ?1 LIMIT ?2)",
+                         -1, s.out(), nullptr) != SQLITE_OK) {
+    return Error(store_->LastError("prepare outbox prune"));
+  }
+  BindInt(s.get(), 1, ToUnixMs(older_than));
+  BindInt(s.get(), 2, max_rows);
+  if (sqlite3_step(s.get()) != SQLITE_DONE) return Error(store_->LastError("outbox prune"));
+  return static_cast<int64_t>(sqlite3_changes(db));
+}
+
+Result<void> AlertStore::ExecForTest(const std::string& sql) { return store_->ExecForTest(sql); }
+
+Result<int64_t> AlertStore::QueryIntForTest(const std::string& sql) {
+  return store_->QueryIntForTest(sql);
+}
+
+}  // namespace gatewatch::storage
