@@ -2,6 +2,8 @@
 
 #include <sqlite3.h>
 
+#include "storage/sqlite_util.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -13,51 +15,19 @@ namespace {
 
 using std::chrono::milliseconds;
 
-#ifndef NDEBUG
-[[noreturn]] void OwnerViolation(const char* function) {
-  std::fprintf(stderr,
-               "gatewatch: AlertStore::%s called off the thread that opened it; a sqlite3* "
-               "belongs to its thread\n",
-               function);
-  std::abort();
-}
-#endif
-
 #ifdef NDEBUG
 #define GW_ALERT_STORE_CHECK_OWNER() ((void)0)
 #else
-#define GW_ALERT_STORE_CHECK_OWNER()                \
-  do {                                              \
-    if (!OnOwnerThread()) OwnerViolation(__func__); \
+#define GW_ALERT_STORE_CHECK_OWNER()                                              \
+  do {                                                                      \
+    if (!OnOwnerThread()) internal::OwnerViolation("AlertStore", __func__); \
   } while (false)
 #endif
 
-// Same conversions as sqlite_store.cc: unix milliseconds, clamped so that SystemTime::max()
-// and friends do not overflow.
-int64_t ToUnixMs(SystemTime t) {
-  using Dur = SystemTime::duration;
-  constexpr auto kMaxMs = std::chrono::duration_cast<milliseconds>(Dur::max()).count() - 1;
-  constexpr auto kMinMs = std::chrono::duration_cast<milliseconds>(Dur::min()).count() + 1;
-  const int64_t ms = std::chrono::floor<milliseconds>(t.time_since_epoch()).count();
-  return std::clamp<int64_t>(ms, kMinMs, kMaxMs);
-}
-SystemTime FromUnixMs(int64_t ms) {
-  return SystemTime(std::chrono::duration_cast<SystemTime::duration>(milliseconds(ms)));
-}
-
-// A statement prepared per call, finalized on scope exit.
-class Stmt {
- public:
-  Stmt() = default;
-  ~Stmt() { sqlite3_finalize(s_); }
-  Stmt(const Stmt&) = delete;
-  Stmt& operator=(const Stmt&) = delete;
-  sqlite3_stmt** out() { return &s_; }
-  sqlite3_stmt* get() const { return s_; }
-
- private:
-  sqlite3_stmt* s_ = nullptr;
-};
+using internal::FromUnixMs;
+using internal::Stmt;
+// Every time written here is clamped (SystemTime::max() and friends stay representable).
+int64_t ToUnixMs(SystemTime t) { return internal::ToUnixMsClamped(t); }
 
 // Bound strings are SQLITE_STATIC: callers keep them alive until the statement is reset.
 int BindText(sqlite3_stmt* s, int i, std::string_view v) {

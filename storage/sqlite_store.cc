@@ -2,6 +2,8 @@
 
 #include <sqlite3.h>
 
+#include "storage/sqlite_util.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -63,39 +65,20 @@ namespace {
 using std::chrono::microseconds;
 using std::chrono::milliseconds;
 
-#ifndef NDEBUG
-[[noreturn]] void OwnerViolation(const char* function) {
-  std::fprintf(stderr,
-               "gatewatch: SqliteStore::%s called off the thread that opened it; a sqlite3* "
-               "belongs to its thread\n",
-               function);
-  std::abort();
-}
-#endif
-
 #ifdef NDEBUG
 #define GW_STORE_CHECK_OWNER() ((void)0)
 #else
-#define GW_STORE_CHECK_OWNER()                      \
-  do {                                              \
-    if (!OnOwnerThread()) OwnerViolation(__func__); \
+#define GW_STORE_CHECK_OWNER()                                              \
+  do {                                                                      \
+    if (!OnOwnerThread()) internal::OwnerViolation("SqliteStore", __func__); \
   } while (false)
 #endif
 
-int64_t ToUnixMs(SystemTime t) {
-  return std::chrono::floor<milliseconds>(t.time_since_epoch()).count();
-}
-SystemTime FromUnixMs(int64_t ms) {
-  return SystemTime(std::chrono::duration_cast<SystemTime::duration>(milliseconds(ms)));
-}
-// SystemTime::max() and friends do not fit in milliseconds arithmetic everywhere: clamp.
-int64_t ToUnixMsClamped(SystemTime t) {
-  using Dur = SystemTime::duration;
-  constexpr auto kMaxMs = std::chrono::duration_cast<milliseconds>(Dur::max()).count() - 1;
-  constexpr auto kMinMs = std::chrono::duration_cast<milliseconds>(Dur::min()).count() + 1;
-  const int64_t ms = ToUnixMs(t);
-  return ms > kMaxMs ? kMaxMs : ms < kMinMs ? kMinMs : ms;
-}
+using internal::FromUnixMs;
+using internal::Stmt;
+using internal::ToUnixMs;
+using internal::ToUnixMsClamped;
+
 int64_t FloorTo(int64_t ms, int64_t width) { return ms - ((ms % width) + width) % width; }
 
 // Rollup counter columns, in one fixed order shared by the migration, the upsert and the
@@ -288,19 +271,6 @@ constexpr const char* kResultColumns =
     "tls_earliest_expiry_subject, emitter, reason, headers, body_snippet, detail, id";
 
 // RAII for statements prepared per call.
-class Stmt {
- public:
-  Stmt() = default;
-  ~Stmt() { sqlite3_finalize(s_); }
-  Stmt(const Stmt&) = delete;
-  Stmt& operator=(const Stmt&) = delete;
-  sqlite3_stmt** out() { return &s_; }
-  sqlite3_stmt* get() const { return s_; }
-
- private:
-  sqlite3_stmt* s_ = nullptr;
-};
-
 // Resets a statement when leaving scope, so a cached statement never keeps a read
 // transaction or the bound (static) strings alive.
 class ResetOnExit {
