@@ -697,6 +697,23 @@ Result<void> ForEachRow(sqlite3* db, sqlite3_stmt* s, const std::string& what, F
 
 }  // namespace
 
+namespace {
+
+// Every row of a prepared results query, as ProbeResults.
+Result<std::vector<probes::ProbeResult>> ReadResults(sqlite3* db, sqlite3_stmt* stmt, const char* what) {
+  std::vector<probes::ProbeResult> out;
+  auto r = ForEachRow(db, stmt, what, [&](sqlite3_stmt* row) -> Result<void> {
+    auto result = ReadResult(row);
+    if (!result) return Error(result.error());
+    out.push_back(std::move(*result));
+    return {};
+  });
+  if (!r) return Error(r.error());
+  return out;
+}
+
+}  // namespace
+
 Result<std::vector<probes::ProbeResult>> SqliteStore::Results(const ResultQuery& q) {
   GW_STORE_CHECK_OWNER();
   std::string sql = std::string("SELECT ") + kResultColumns +
@@ -713,15 +730,7 @@ Result<std::vector<probes::ProbeResult>> SqliteStore::Results(const ResultQuery&
   BindInt(s.get(), 3, ToUnixMsClamped(q.until));
   if (q.region) BindText(s.get(), 4, *q.region);
   BindInt(s.get(), 5, std::clamp(q.limit, 1, kMaxResultLimit));
-  std::vector<probes::ProbeResult> out;
-  auto r = ForEachRow(db_, s.get(), "results query", [&](sqlite3_stmt* row) -> Result<void> {
-    auto result = ReadResult(row);
-    if (!result) return Error(result.error());
-    out.push_back(std::move(*result));
-    return {};
-  });
-  if (!r) return Error(r.error());
-  return out;
+  return ReadResults(db_, s.get(), "results query");
 }
 
 Result<std::vector<OutcomeCounts>> SqliteStore::CountOutcomes(const OutcomeQuery& q) {
@@ -778,15 +787,7 @@ Result<std::vector<probes::ProbeResult>> SqliteStore::Latest(const LatestQuery& 
   }
   BindInt(s.get(), 1, q.confirmed_only ? 1 : 0);
   if (q.monitor) BindText(s.get(), 2, *q.monitor);
-  std::vector<probes::ProbeResult> out;
-  auto r = ForEachRow(db_, s.get(), "latest query", [&](sqlite3_stmt* row) -> Result<void> {
-    auto result = ReadResult(row);
-    if (!result) return Error(result.error());
-    out.push_back(std::move(*result));
-    return {};
-  });
-  if (!r) return Error(r.error());
-  return out;
+  return ReadResults(db_, s.get(), "latest query");
 }
 
 Result<std::vector<Rollup>> SqliteStore::Rollups(const RollupQuery& q) {
