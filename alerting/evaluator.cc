@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <tuple>
+#include <utility>
 
 #include "alerting/silence.h"
 #include "probes/classify.h"
@@ -180,6 +182,7 @@ struct Evaluator::Pair {
   SystemTime firing_since{};
   SystemTime last_notified{};
   bool notified = false;  // the current firing was notified
+  bool dirty = false;     // persisted fields changed since TakeChangedStates()
   std::map<std::string, Region> regions;
   std::optional<SystemTime> cert_expiry;
   // 5xx emitter/reason counts of this episode (since the alert left ok); at rest only
@@ -208,6 +211,7 @@ struct Measure {
   std::vector<std::string> regions_above;
   std::map<std::string, double> region_ratio;
   std::string summary;
+  std::string value;  // the measurement as text when it is not a share
 };
 
 }  // namespace
@@ -238,12 +242,14 @@ std::vector<AlertEvent> Evaluator::Configure(std::vector<AlertRule> rules, std::
   std::vector<AlertEvent> events;
   const SystemTime now = clock_.Now();
   for (auto& [key, pair] : pairs_) {  // what is left was removed from the config
+    removed_.push_back(key);
     if ((pair->state == AlertState::kFiring || pair->state == AlertState::kResolving) && pair->notified) {
       AlertEvent e;
       e.kind = AlertEvent::Kind::kResolved;
       e.alert = key.first;
       e.monitor = key.second;
       e.severity = pair->rule->severity;
+      e.rule_kind = pair->rule->kind;
       e.notify = pair->rule->notify;
       e.at = now;
       e.firing_since = pair->firing_since;
@@ -259,6 +265,43 @@ std::vector<AlertEvent> Evaluator::Configure(std::vector<AlertRule> rules, std::
   return events;
 }
 
+void Evaluator::Count(Pair& pair, const probes::ProbeResult& r, probes::Outcome outcome, SystemTime now) {
+  const AlertRule& rule = *pair.rule;
+  Pair::Region& region = pair.RegionOf(r.region);
+  const bool failed = probes::IsFailure(outcome);
+  bool counts_against = failed;
+  switch (rule.kind) {
+    case AlertKind::kStatusRate: {
+      const bool match = rule.count_gateway_error
+                             ? probes::IsGatewayError(r.http_status, r.emitter)
+                             : std::find(rule.codes.begin(), rule.codes.end(), r.http_status) != rule.codes.end();
+      counts_against = match;
+      region.counts.Add(r.started_at, match, std::nullopt, now);
+      break;
+    }
+    case AlertKind::kLatency:
+      region.counts.Add(r.started_at, false, Phase(r.phases, rule.phase), now);
+      break;
+    case AlertKind::kDown:
+      if (failed) {
+        ++region.consecutive_failures;
+        region.last_failure = outcome;
+      } else {
+        region.consecutive_failures = 0;
+      }
+      break;
+    case AlertKind::kCertExpiry:
+      if (r.tls.earliest_expiry) pair.cert_expiry = r.tls.earliest_expiry;
+      break;
+  }
+  if (counts_against && r.http_status >= 500 && r.emitter != probes::Emitter::kNone) {
+    auto& [count, seen] =
+        pair.emitters[std::string(probes::ToString(r.emitter)) + "/" + std::string(probes::ToString(r.reason))];
+    ++count;
+    seen = r.started_at;
+  }
+}
+
 std::vector<AlertEvent> Evaluator::Observe(const probes::ProbeResult& r) {
   std::vector<AlertEvent> events;
   if (!r.confirmed) return events;
@@ -268,45 +311,89 @@ std::vector<AlertEvent> Evaluator::Observe(const probes::ProbeResult& r) {
   const bool silenced = MonitorSilenced(silences_, r.monitor, r.started_at);
   const probes::Outcome outcome = probes::ExcuseIfSilenced(r, silenced);
   if (outcome == probes::Outcome::kExcused) return events;  // not counted at all
-  const bool failed = probes::IsFailure(outcome);
   for (Pair* pair : it->second) {
-    const AlertRule& rule = *pair->rule;
-    Pair::Region& region = pair->RegionOf(r.region);
-    bool counts_against = failed;
-    switch (rule.kind) {
-      case AlertKind::kStatusRate: {
-        const bool match = rule.count_gateway_error
-                               ? probes::IsGatewayError(r.http_status, r.emitter)
-                               : std::find(rule.codes.begin(), rule.codes.end(), r.http_status) != rule.codes.end();
-        counts_against = match;
-        region.counts.Add(r.started_at, match, std::nullopt, now);
-        break;
-      }
-      case AlertKind::kLatency:
-        region.counts.Add(r.started_at, false, Phase(r.phases, rule.phase), now);
-        break;
-      case AlertKind::kDown:
-        if (failed) {
-          ++region.consecutive_failures;
-          region.last_failure = outcome;
-        } else {
-          region.consecutive_failures = 0;
-        }
-        break;
-      case AlertKind::kCertExpiry:
-        if (r.tls.earliest_expiry) pair->cert_expiry = r.tls.earliest_expiry;
-        break;
-    }
-    if (counts_against && r.http_status >= 500 && r.emitter != probes::Emitter::kNone) {
-      auto& [count, seen] =
-          pair->emitters[std::string(probes::ToString(r.emitter)) + "/" + std::string(probes::ToString(r.reason))];
-      ++count;
-      seen = r.started_at;
-    }
+    Count(*pair, r, outcome, now);
     auto out = Evaluate(*pair, now);
     events.insert(events.end(), std::make_move_iterator(out.begin()), std::make_move_iterator(out.end()));
   }
   return events;
+}
+
+void Evaluator::Replay(const probes::ProbeResult& r) {
+  if (!r.confirmed) return;
+  auto it = by_monitor_.find(r.monitor);
+  if (it == by_monitor_.end()) return;
+  const SystemTime now = clock_.Now();
+  const bool silenced = MonitorSilenced(silences_, r.monitor, r.started_at);
+  const probes::Outcome outcome = probes::ExcuseIfSilenced(r, silenced);
+  if (outcome == probes::Outcome::kExcused) return;
+  for (Pair* pair : it->second) Count(*pair, r, outcome, now);
+}
+
+std::vector<AlertEvent> Evaluator::EvaluateAll(SystemTime now) {
+  std::vector<AlertEvent> events;
+  for (auto& [key, pair] : pairs_) {
+    auto out = Evaluate(*pair, now);
+    events.insert(events.end(), std::make_move_iterator(out.begin()), std::make_move_iterator(out.end()));
+  }
+  return events;
+}
+
+Duration Evaluator::LongestWindow() const {
+  Duration longest{0};
+  for (const AlertRule& rule : rules_) longest = std::max(longest, rule.window);
+  return longest;
+}
+
+std::vector<AlertEvent> Evaluator::Restore(const std::vector<storage::AlertStateRecord>& records) {
+  std::vector<AlertEvent> events;
+  const SystemTime now = clock_.Now();
+  for (const storage::AlertStateRecord& rec : records) {
+    auto it = pairs_.find({rec.alert, rec.monitor});
+    if (it == pairs_.end()) {
+      removed_.emplace_back(rec.alert, rec.monitor);
+      const auto state = static_cast<AlertState>(rec.state);
+      if ((state == AlertState::kFiring || state == AlertState::kResolving) && rec.notified) {
+        AlertEvent e;
+        e.kind = AlertEvent::Kind::kResolved;
+        e.alert = rec.alert;
+        e.monitor = rec.monitor;
+        e.at = now;
+        e.firing_since = rec.firing_since;
+        e.summary = rec.monitor + ": alert " + rec.alert +
+                    " resolved (its alert or monitor was removed from the configuration)";
+        events.push_back(std::move(e));
+      }
+      continue;
+    }
+    Pair& pair = *it->second;
+    if (rec.state < 0 || rec.state > static_cast<int>(AlertState::kResolving)) continue;  // unknown: start ok
+    pair.state = static_cast<AlertState>(rec.state);
+    pair.since = rec.since;
+    pair.firing_since = rec.firing_since;
+    pair.last_notified = rec.last_notified;
+    pair.notified = rec.notified;
+  }
+  return events;
+}
+
+std::vector<storage::AlertStateRecord> Evaluator::TakeChangedStates() {
+  std::vector<storage::AlertStateRecord> out;
+  for (auto& [key, pair] : pairs_) {
+    if (!pair->dirty) continue;
+    pair->dirty = false;
+    out.push_back({key.first, key.second, static_cast<int>(pair->state), pair->since, pair->firing_since,
+                   pair->last_notified, pair->notified});
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>> Evaluator::TakeRemoved() {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (auto& key : std::exchange(removed_, {})) {
+    if (!pairs_.contains(key)) out.push_back(std::move(key));  // not re-added since
+  }
+  return out;
 }
 
 std::vector<AlertEvent> Evaluator::Tick(SystemTime now) {
@@ -322,6 +409,10 @@ std::vector<AlertEvent> Evaluator::Tick(SystemTime now) {
 
 std::vector<AlertEvent> Evaluator::Evaluate(Pair& pair, SystemTime now) {
   const AlertRule& rule = *pair.rule;
+  const auto persisted = [](const Pair& p) {
+    return std::make_tuple(p.state, p.since, p.firing_since, p.last_notified, p.notified);
+  };
+  const auto before = persisted(pair);
   Measure m;
   int above = 0, still = 0;
   switch (rule.kind) {
@@ -360,6 +451,7 @@ std::vector<AlertEvent> Evaluator::Evaluate(Pair& pair, SystemTime now) {
                : "p" + std::to_string(static_cast<int>(rule.percentile)) + " " + rule.phase;
       const std::string value = rate ? Percent(m.worst) + " of " + std::to_string(m.samples) + " probes"
                                      : Seconds(m.worst);
+      if (!rate) m.value = Seconds(m.worst);
       const std::string limit = rate ? Percent(rule.above) : Seconds(std::chrono::duration<double>(rule.latency_above).count());
       m.summary = pair.monitor + ": " + what + " " + value + " over " + FormatDuration(rule.window) +
                   (m.regions_above.empty() ? "" : " in " + Join(m.regions_above)) + " (threshold " + limit + ")";
@@ -379,6 +471,7 @@ std::vector<AlertEvent> Evaluator::Evaluate(Pair& pair, SystemTime now) {
       m.bad = above >= rule.min_regions;
       m.clear = !m.bad;
       m.samples = static_cast<int64_t>(m.worst);
+      m.value = std::to_string(static_cast<int>(m.worst)) + " failures in a row";
       m.summary = pair.monitor + " down: " + std::to_string(static_cast<int>(m.worst)) +
                   " consecutive failed probes" + (outcome.empty() ? "" : " (" + outcome + ")") +
                   (m.regions_above.empty() ? "" : " in " + Join(m.regions_above));
@@ -389,6 +482,9 @@ std::vector<AlertEvent> Evaluator::Evaluate(Pair& pair, SystemTime now) {
         const auto left = *pair.cert_expiry - now;
         m.worst = std::chrono::duration<double>(left).count() / 86400.0;  // days left
         m.bad = left < rule.within;
+        char days[32];
+        std::snprintf(days, sizeof days, "%.1f days left", m.worst);
+        m.value = days;
         m.summary = pair.monitor + ": TLS certificate expires " + FormatTime(*pair.cert_expiry) + " (in " +
                     FormatDuration(std::max(Duration(0), std::chrono::duration_cast<Duration>(left))) + ")";
       }
@@ -411,7 +507,9 @@ std::vector<AlertEvent> Evaluator::Evaluate(Pair& pair, SystemTime now) {
     e.notify = rule.notify;
     e.at = now;
     e.firing_since = pair.firing_since;
+    e.rule_kind = rule.kind;
     e.ratio = m.worst;
+    e.value = m.value;
     e.samples = m.samples;
     e.regions_above = m.regions_above;
     for (const auto& [name, counted] : pair.emitters) e.emitters[name] = counted.first;
@@ -475,6 +573,7 @@ std::vector<AlertEvent> Evaluator::Evaluate(Pair& pair, SystemTime now) {
       }
       break;
   }
+  if (persisted(pair) != before) pair.dirty = true;
   return events;
 }
 

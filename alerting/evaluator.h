@@ -35,6 +35,7 @@
 #include "alerting/config.h"
 #include "probes/clock.h"
 #include "probes/probe_result.h"
+#include "storage/outbox.h"
 
 namespace gatewatch::alerting {
 
@@ -51,7 +52,9 @@ struct AlertEvent {
   std::vector<std::string> notify;
   SystemTime at{};            // when the transition happened
   SystemTime firing_since{};  // when the alert started firing
+  AlertKind rule_kind = AlertKind::kStatusRate;
   double ratio = 0;           // worst region's share (status_rate), seconds (latency), ...
+  std::string value;          // the measured value as text unless it is a share (see Message)
   int64_t samples = 0;        // results in the window of the worst region
   std::vector<std::string> regions_above;  // regions past the threshold
   std::map<std::string, int64_t> emitters;  // "nginx/upstream_timeout" -> count, this episode
@@ -90,15 +93,37 @@ class Evaluator {
 
   std::vector<AlertStatus> Snapshot() const;
 
+  // --- Persistence (SPEC section 8: state survives restarts) ---------------------------
+  // Start-up, after Configure(): takes the stored states. A stored pair that still exists
+  // resumes its state (a firing one is not notified again before `repeat`); one that no
+  // longer exists (alert or monitor removed while the daemon was down) is dropped and, if
+  // its firing was notified, resolved (returned; `notify` is empty since its rule is gone:
+  // the caller sends it where the firing went).
+  std::vector<AlertEvent> Restore(const std::vector<storage::AlertStateRecord>& records);
+  // Start-up: a stored result fed into the windows without any transition (replay the last
+  // `window` in time order), then EvaluateAll(now) decides once on the rebuilt windows.
+  void Replay(const probes::ProbeResult& r);
+  std::vector<AlertEvent> EvaluateAll(SystemTime now);
+  // The longest window of any rule: how far back the start-up replay must read.
+  Duration LongestWindow() const;
+
+  // The persisted fields of every pair whose state changed since the last call, and the
+  // pairs removed by Configure()/Restore() since the last call: what to write to SQLite.
+  std::vector<storage::AlertStateRecord> TakeChangedStates();
+  std::vector<std::pair<std::string, std::string>> TakeRemoved();
+
  private:
   struct Pair;
   std::vector<AlertEvent> Evaluate(Pair& pair, SystemTime now);
+  // Adds a confirmed result to the pair's counts; whether it counts against the rule.
+  void Count(Pair& pair, const probes::ProbeResult& r, probes::Outcome outcome, SystemTime now);
 
   const Clock& clock_;
   std::vector<AlertRule> rules_;
   std::vector<SilenceConfig> silences_;
   std::map<std::pair<std::string, std::string>, std::unique_ptr<Pair>> pairs_;  // (alert, monitor)
   std::unordered_map<std::string, std::vector<Pair*>> by_monitor_;
+  std::vector<std::pair<std::string, std::string>> removed_;
 };
 
 }  // namespace gatewatch::alerting

@@ -45,6 +45,7 @@ Message MessageFromEvent(const AlertEvent& e) {
   m.severity = e.severity;
   m.summary = e.summary;
   m.ratio = e.ratio;
+  m.value = e.value;
   m.samples = e.samples;
   m.regions = e.regions_above;
   m.emitters = e.emitters;

@@ -37,6 +37,8 @@ struct Message {
   std::vector<std::string> description;  // evidence lines (diagnosis appends here)
   std::string verdict;               // SPEC section 6 name ("upstream_down"); empty until diagnosed
   double ratio = 0;                  // worst region's share (rendered as %)
+  std::string value;  // the measured value as text when it is not a share ("830ms", "3 failures
+                      // in a row", "9.5 days left"); empty: the ratio is a share, shown as %
   int64_t samples = 0;               // results in the worst region's window
   std::vector<std::string> regions;  // regions past the threshold
   std::map<std::string, int64_t> emitters;  // "nginx/upstream_timeout" -> count
