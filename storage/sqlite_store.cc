@@ -15,7 +15,7 @@
 
 namespace gatewatch::storage {
 
-// Schema (current version 3)
+// Schema (current version 4)
 //
 // results: one row per probe attempt (SPEC section 5), confirmed or not.
 //   id INTEGER PRIMARY KEY, monitor, region, started_at (unix ms), attempt, confirmed (0/1),
@@ -52,6 +52,15 @@ namespace gatewatch::storage {
 //   NextAttempt(); partial (COALESCE(delivered_ms, given_up_ms)) WHERE finished, for the
 //   audit retention of PruneDelivered(). A state change and the messages it causes are
 //   written in one transaction (AlertStore::Commit).
+// incidents (version 4): SPEC section 6 incidents, written by IncidentStore
+//   (storage/incidents.h). id INTEGER PRIMARY KEY (creation order), monitor, opened_at,
+//   updated_at, closed_at (unix ms; closed_at NULL = open), verdict (current) and
+//   first_verdict (SPEC section 6 names, not interpreted here), summary, peak_ratio (REAL,
+//   0 .. 1, only ever raised), evidence (JSON text, opaque here), alert_fired (0/1, sticky),
+//   regions (JSON array of region names).
+//   Indexes: partial UNIQUE (monitor) WHERE closed_at IS NULL: at most one open incident per
+//   monitor, for every connection; (opened_at) and (monitor, opened_at) for listing newest
+//   first; partial (closed_at) WHERE closed_at IS NOT NULL for retention (failure_retention).
 //
 // Stored names (outcome, emitter, reason) are the stable SPEC names, never enum ordinals, so
 // reordering an enum cannot corrupt stored data. A new Outcome needs a migration adding its
@@ -258,9 +267,32 @@ CREATE INDEX outbox_finished ON outbox (COALESCE(delivered_ms, given_up_ms))
   WHERE delivered_ms IS NOT NULL OR given_up_ms IS NOT NULL;
 )sql";
 
+// Version 4: incidents (SPEC section 6).
+constexpr const char* kMigration4 = R"sql(
+CREATE TABLE incidents (
+  id INTEGER PRIMARY KEY,
+  monitor TEXT NOT NULL,
+  opened_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  closed_at INTEGER,
+  verdict TEXT NOT NULL,
+  first_verdict TEXT NOT NULL,
+  summary TEXT NOT NULL DEFAULT '',
+  peak_ratio REAL NOT NULL DEFAULT 0,
+  evidence TEXT NOT NULL DEFAULT '{}',
+  alert_fired INTEGER NOT NULL DEFAULT 0,
+  regions TEXT NOT NULL DEFAULT '[]'
+);
+CREATE UNIQUE INDEX incidents_one_open ON incidents (monitor) WHERE closed_at IS NULL;
+CREATE INDEX incidents_by_opened ON incidents (opened_at);
+CREATE INDEX incidents_by_monitor ON incidents (monitor, opened_at);
+CREATE INDEX incidents_retention ON incidents (closed_at) WHERE closed_at IS NOT NULL;
+)sql";
+
 // Migration i+1 takes the schema from version i to i+1. Never edit a released step: add one.
 const std::vector<std::string>& Migrations() {
-  static const std::vector<std::string> steps = {kMigration1, Migration2(), kMigration3};
+  static const std::vector<std::string> steps = {kMigration1, Migration2(), kMigration3,
+                                                 kMigration4};
   return steps;
 }
 
@@ -849,6 +881,10 @@ Result<PruneStats> SqliteStore::Prune(SystemTime now, const StorageConfig& confi
        &PruneStats::minute_rollups},
       {"rollup_hour WHERE bucket_start < ?1", now_ms - config.hour_rollup_retention.count(),
        &PruneStats::hour_rollups},
+      // Closed incidents are the written root-cause record: kept as long as the failed results
+      // they summarise (SPEC section 6). Open ones have closed_at NULL and never match.
+      {"incidents WHERE closed_at < ?1", now_ms - config.failure_retention.count(),
+       &PruneStats::incidents},
   };
   PruneStats stats;
   int64_t budget = max_rows;

@@ -65,11 +65,13 @@ class SqliteStore final : public Store {
   Result<int64_t> QueryIntForTest(const std::string& sql);
 
  private:
-  // Module access (storage/ only): AlertStore (storage/outbox.h) keeps its tables in the same
-  // database and reuses this class's Open() (WAL, busy timeout, migrations, schema checks) and
-  // owner check instead of copying them; it runs its own statements on db_ (and through
-  // Exec() and QueryInt()) and reports errors through LastError(). It touches nothing else.
+  // Module access (storage/ only): AlertStore (storage/outbox.h) and IncidentStore
+  // (storage/incidents.h) keep their tables in the same database and reuse this class's Open()
+  // (WAL, busy timeout, migrations, schema checks) and owner check instead of copying them;
+  // they run their own statements on db_ (and through Exec() and QueryInt()) and report errors
+  // through LastError(). They touch nothing else.
   friend class AlertStore;
+  friend class IncidentStore;
 
   SqliteStore(sqlite3* db, std::string path);
 

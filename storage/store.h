@@ -122,9 +122,12 @@ struct PruneStats {
   int64_t failed_results = 0;  // failures older than failure_retention
   int64_t minute_rollups = 0;  // minute buckets older than minute_rollup_retention
   int64_t hour_rollups = 0;    // hour buckets older than hour_rollup_retention
+  int64_t incidents = 0;       // incidents closed before now - failure_retention
   bool more = false;           // rows past their age remain: call again
 
-  int64_t Total() const { return raw_results + failed_results + minute_rollups + hour_rollups; }
+  int64_t Total() const {
+    return raw_results + failed_results + minute_rollups + hour_rollups + incidents;
+  }
 };
 
 class Store {
@@ -151,7 +154,8 @@ class Store {
   virtual Result<std::vector<Rollup>> Rollups(const RollupQuery& q) = 0;
 
   // Retention, incremental: deletes at most `max_rows` rows in this call (in the order raw
-  // results, failed results, minute rollups, hour rollups), each DELETE its own short
+  // results, failed results, minute rollups, hour rollups, closed incidents (by closed_at,
+  // kept failure_retention; open ones never)), each DELETE its own short
   // transaction, so a writer is never held up for long. A row is deleted when its time
   // (started_at, or a rollup's bucket start) is strictly older than now - retention; a row
   // exactly at the cut-off stays. Failures (probes::IsFailure, any attempt) are kept until
