@@ -62,6 +62,10 @@ std::vector<FieldError> NotifierConfig::Validate() const {
   if (type != NotifierType::kConsole && url.empty()) {
     errors.push_back({"url", "a " + std::string(ToString(type)) + " notifier needs a url"});
   }
+  if (type != NotifierType::kAlertmanager && repost) {
+    errors.push_back({"repost", "repost is only used by type = \"alertmanager\" (got type = \"" +
+                                    std::string(ToString(type)) + "\")"});
+  }
   if (type != NotifierType::kWebhook && !secret.empty()) {
     errors.push_back({"secret", "secret is only used by type = \"webhook\" (got type = \"" +
                                     std::string(ToString(type)) + "\")"});

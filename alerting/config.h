@@ -84,6 +84,11 @@ struct NotifierConfig {
   std::optional<Duration> min_interval;  // default per type, see EffectiveMinInterval()
   Duration max_age = 6h;                 // give up on a message older than this
   Duration timeout = 10s;                // overall deadline of one delivery request
+  // alertmanager only: re-post a firing alert this often; each post says endsAt = now + 5 x
+  // repost, so Alertmanager keeps it while gatewatch runs and expires it if gatewatch dies.
+  std::optional<Duration> repost;
+
+  Duration EffectiveRepost() const { return repost.value_or(std::chrono::minutes(1)); }
 
   Duration EffectiveMinInterval() const;
   std::vector<FieldError> Validate() const;

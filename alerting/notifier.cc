@@ -114,7 +114,7 @@ std::unique_ptr<Notifier> MakeNotifier(const NotifierConfig& config) {
     case NotifierType::kWebhook:
       return std::make_unique<WebhookNotifier>(config.name, config.secret);
     case NotifierType::kAlertmanager:
-      return std::make_unique<AlertmanagerNotifier>();
+      return std::make_unique<AlertmanagerNotifier>(5 * config.EffectiveRepost());
     case NotifierType::kConsole:
       return std::make_unique<ConsoleNotifier>();
   }

@@ -10,6 +10,7 @@
 
 #include "daemon/result_json.h"
 #include "probes/log.h"
+#include "storage/incidents.h"
 #include "probes/url.h"
 #include "storage/sqlite_store.h"
 
@@ -26,6 +27,7 @@ namespace {
 struct ThreadStore {
   std::string path;
   std::unique_ptr<storage::SqliteStore> store;  // opened and closed on this thread
+  std::unique_ptr<storage::IncidentStore> incidents;
 };
 // One per HTTP pool thread: a SqliteStore is thread-bound, and opening one per request
 // costs an open() plus schema check each time for no benefit.
@@ -48,8 +50,23 @@ Result<storage::Store*> ReadStore(const std::string& db_path) {
   return static_cast<storage::Store*>(t_store.store.get());
 }
 
+Result<storage::IncidentStore*> ReadIncidents(const std::string& db_path, const Clock& clock) {
+  if (t_store.incidents == nullptr || t_store.path != db_path) {
+    if (t_store.path != db_path) DropReadStore();
+    storage::OpenOptions options;
+    options.read_only = true;
+    options.busy_timeout = std::chrono::milliseconds(2000);
+    auto opened = storage::IncidentStore::Open(db_path, clock, options);
+    if (!opened) return Error(opened.error());
+    t_store.incidents = std::move(opened).value();
+    t_store.path = db_path;
+  }
+  return t_store.incidents.get();
+}
+
 void DropReadStore() {
   t_store.store.reset();
+  t_store.incidents.reset();
   t_store.path.clear();
 }
 
@@ -352,6 +369,16 @@ HttpResponse GetMonitor(const ApiDeps& deps, const HttpRequest& req) {
   return JsonOk(j);
 }
 
+// A `limit` parameter: an integer from 1 to max.
+Result<int> ParseLimit(const std::string& text, int max) {
+  int limit = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), limit);
+  if (ec != std::errc() || end != text.data() + text.size() || limit < 1 || limit > max) {
+    return Error("expected an integer from 1 to " + std::to_string(max) + ", got \"" + text + "\"");
+  }
+  return limit;
+}
+
 HttpResponse GetResults(const ApiDeps& deps, const HttpRequest& req) {
   const std::string name = req.matches.empty() ? "" : req.matches[0];
   const std::shared_ptr<const Config> cfg = deps.config.Get();
@@ -379,15 +406,9 @@ HttpResponse GetResults(const ApiDeps& deps, const HttpRequest& req) {
     echo["region"] = *region;
   }
   if (auto text = req.Param("limit")) {
-    int limit = 0;
-    auto [end, ec] = std::from_chars(text->data(), text->data() + text->size(), limit);
-    if (ec != std::errc() || end != text->data() + text->size() || limit < 1 ||
-        limit > storage::kMaxResultLimit) {
-      return HttpResponse::JsonError(400, "limit: expected an integer from 1 to " +
-                                              std::to_string(storage::kMaxResultLimit) +
-                                              ", got \"" + *text + "\"");
-    }
-    q.limit = limit;
+    auto limit = ParseLimit(*text, storage::kMaxResultLimit);
+    if (!limit) return HttpResponse::JsonError(400, "limit: " + limit.error());
+    q.limit = *limit;
   }
   echo["limit"] = q.limit;
 
@@ -402,12 +423,70 @@ HttpResponse GetResults(const ApiDeps& deps, const HttpRequest& req) {
   return JsonOk(echo);
 }
 
-HttpResponse ListIncidents(const HttpRequest& req) {
-  if (auto open = req.Param("open"); open && *open != "true" && *open != "false") {
+json IncidentJson(const storage::Incident& inc) {
+  json evidence = json::parse(inc.evidence, nullptr, /*allow_exceptions=*/false);
+  if (evidence.is_discarded()) evidence = json::object();  // storage checks it; never fail a listing
+  return {{"id", inc.id},
+          {"monitor", inc.monitor},
+          {"verdict", inc.verdict},
+          {"first_verdict", inc.first_verdict},
+          {"summary", inc.summary},
+          {"regions", inc.regions},
+          {"opened_at", FormatTime(inc.opened_at)},
+          {"updated_at", FormatTime(inc.updated_at)},
+          {"closed_at", inc.closed_at ? json(FormatTime(*inc.closed_at)) : json(nullptr)},
+          {"peak_ratio", inc.peak_ratio},
+          {"alert_fired", inc.alert_fired},
+          {"evidence", std::move(evidence)}};
+}
+
+HttpResponse ListIncidents(const ApiDeps& deps, const HttpRequest& req) {
+  const std::optional<std::string> open = req.Param("open");
+  if (open && *open != "true" && *open != "false") {
     return HttpResponse::JsonError(400, "open: expected true or false, got \"" + *open + "\"");
   }
-  // Incidents (SPEC section 6) are not recorded yet: the schema is in api.h.
-  return JsonOk({{"incidents", json::array()}});
+  storage::IncidentQuery q;
+  q.open_only = open == "true";
+  q.limit = storage::kMaxIncidentLimit;
+  if (auto m = req.Param("monitor")) q.monitor = *m;
+  if (auto limit = req.Param("limit")) {
+    auto n = ParseLimit(*limit, storage::kMaxIncidentLimit);
+    if (!n) return HttpResponse::JsonError(400, "limit: " + n.error());
+    q.limit = *n;
+  }
+  auto store = ReadIncidents(deps.db_path, deps.clock);
+  if (!store) return StorageError("open", store.error());
+  auto incidents = (*store)->List(q);
+  if (!incidents) return StorageError("incidents", incidents.error());
+  json list = json::array();
+  for (const storage::Incident& inc : *incidents) {
+    if (open == "false" && inc.open()) continue;
+    list.push_back(IncidentJson(inc));
+  }
+  return JsonOk({{"incidents", std::move(list)}});
+}
+
+HttpResponse ListAlerts(const ApiDeps& deps, const HttpRequest& req) {
+  std::optional<std::string> state = req.Param("state");
+  if (state && *state != "ok" && *state != "pending" && *state != "firing" && *state != "resolving") {
+    return HttpResponse::JsonError(400, "state: expected ok, pending, firing or resolving, got \"" + *state + "\"");
+  }
+  json list = json::array();
+  if (deps.alerts) {
+    for (const alerting::AlertStatus& a : deps.alerts()) {
+      if (state && alerting::ToString(a.state) != *state) continue;
+      json regions = json::object();
+      for (const auto& [region, value] : a.region_ratio) regions[region] = value;
+      list.push_back({{"alert", a.alert},
+                      {"monitor", a.monitor},
+                      {"state", alerting::ToString(a.state)},
+                      {"since", FormatTime(a.since)},
+                      {"silenced", a.silenced},
+                      {"ratio", a.ratio},
+                      {"regions", std::move(regions)}});
+    }
+  }
+  return JsonOk({{"alerts", std::move(list)}});
 }
 
 }  // namespace
@@ -418,11 +497,8 @@ void RegisterApiRoutes(HttpServer& server, const ApiDeps& deps) {
              [deps](const HttpRequest& req) { return GetMonitor(deps, req); });
   server.Get(R"(/api/v1/monitors/([^/]+)/results)",
              [deps](const HttpRequest& req) { return GetResults(deps, req); });
-  server.Get("/api/v1/incidents", [](const HttpRequest& req) { return ListIncidents(req); });
-  // Alert state (alerting/) is not wired yet: the schema is in api.h.
-  server.Get("/api/v1/alerts", [](const HttpRequest&) {
-    return JsonOk({{"alerts", json::array()}});
-  });
+  server.Get("/api/v1/incidents", [deps](const HttpRequest& req) { return ListIncidents(deps, req); });
+  server.Get("/api/v1/alerts", [deps](const HttpRequest& req) { return ListAlerts(deps, req); });
 }
 
 }  // namespace gatewatch::daemon

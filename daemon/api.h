@@ -52,32 +52,44 @@
 //    "results": [Result...]}
 //   Result is daemon/result_json.h ToJson(ProbeResult) (the agent ingest uses it too).
 //
-// GET /api/v1/incidents?open=true|false
-//   {"incidents": []} for now. SPEC section 6 incidents will fill it as
-//   {"incidents": [{"monitor": "shop", "verdict": "upstream_down",
-//                   "opened_at": "...Z", "closed_at": "...Z" | null,   // null while open
-//                   "peak_ratio": 0.75,                                // peak failure ratio
-//                   "evidence": {...}}]}   // the incident record's structured evidence JSON
-//   open=true lists open incidents only, open=false closed ones only; absent = both,
-//   newest opened first. Any other value of open is a 400.
+// GET /api/v1/incidents[?open=true|false][&monitor=NAME][&limit=N]
+//   {"incidents": [{"id": 7, "monitor": "shop",
+//                   "verdict": "upstream_down",         // current (SPEC section 6 name)
+//                   "first_verdict": "gateway_fault",    // the verdict it opened with
+//                   "summary": "upstream shop-api-1 refuses connections ...",
+//                   "regions": ["local"],                // failing regions, last diagnosis
+//                   "opened_at": "...Z", "updated_at": "...Z",
+//                   "closed_at": "...Z" | null,          // null while open
+//                   "peak_ratio": 0.75,                  // peak failure ratio in the window
+//                   "alert_fired": true,                 // an alert fired during it
+//                   "evidence": {...}}]}                 // probes::EvidenceToJson
+//   open=true lists open incidents only, open=false closed ones only; absent = both;
+//   newest opened first, at most `limit` (1..1000, default 1000). Any other value of open
+//   or limit is a 400.
 //
-// GET /api/v1/alerts
-//   {"alerts": []} for now; later
+// GET /api/v1/alerts[?state=firing]
 //   {"alerts": [{"alert": "shop-5xx", "monitor": "shop",
 //                "state": "ok" | "pending" | "firing" | "resolving",
 //                "since": "...Z",            // when it entered that state
-//                "ratio": 0.4}]}             // the share the rule compares (gatewatch_alert_ratio)
+//                "silenced": false,          // inside a silence: notifications muted
+//                "ratio": 0.4,               // the worst region's value the rule compares
+//                "regions": {"local": 0.4}}]}  // per region (gatewatch_alert_ratio)
+//   Every alert x monitor pair of the config, ordered by alert then monitor; state=
+//   filters by one state (any other value is a 400).
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "alerting/evaluator.h"
 #include "daemon/config_holder.h"
 #include "daemon/http_server.h"
 #include "probes/clock.h"
 #include "probes/probe_result.h"
 #include "probes/result.h"
+#include "storage/incidents.h"
 #include "storage/store.h"
 
 namespace gatewatch::daemon {
@@ -88,6 +100,8 @@ struct ApiDeps {
   const ConfigHolder& config;
   std::string db_path;  // storage.path at start-up (a change needs a restart)
   const Clock& clock;
+  // The alert states (the pipeline's snapshot); null: no alerting, the list is empty.
+  std::function<std::vector<alerting::AlertStatus>()> alerts = nullptr;
 };
 
 void RegisterApiRoutes(HttpServer& server, const ApiDeps& deps);
@@ -98,6 +112,8 @@ void RegisterApiRoutes(HttpServer& server, const ApiDeps& deps);
 // keeps one connection; asking for another path replaces it). After a failed query call
 // DropReadStore() so that the next request reopens it.
 Result<storage::Store*> ReadStore(const std::string& db_path);
+// The same thread's read-only incident store (dropped together by DropReadStore()).
+Result<storage::IncidentStore*> ReadIncidents(const std::string& db_path, const Clock& clock);
 void DropReadStore();
 
 // "scheme://host:port/path": the monitor URL without query string (it may hold a token) or

@@ -7,6 +7,8 @@
 #include <mutex>
 #include <set>
 
+#include "alerting/delivery.h"
+#include "daemon/alert_pipeline.h"
 #include "daemon/api.h"
 #include "daemon/config.h"
 #include "daemon/config_holder.h"
@@ -58,9 +60,10 @@ std::vector<std::shared_ptr<const probes::RegionConfig>> RegionsOf(
   return out;
 }
 
-void ApplySchedule(probes::Scheduler& scheduler, const std::shared_ptr<const Config>& cfg) {
+void ApplySchedule(probes::Scheduler& scheduler, ProbeLoop& loop, const std::shared_ptr<const Config>& cfg) {
   const auto monitors = MonitorsOf(cfg);
   scheduler.Update(monitors, RegionsOf(cfg));
+  loop.SetTargets(monitors, RegionsOf(cfg));
   log::Info("schedule updated")
       .Kv("monitors", static_cast<uint64_t>(monitors.size()))
       .Kv("schedules", static_cast<uint64_t>(scheduler.size()))
@@ -121,6 +124,7 @@ Result<std::unique_ptr<storage::Writer>> OpenWriter(const Config& cfg, const Clo
 // --- Metrics wiring (daemon/metrics.h) ---
 SelfStats CollectSelfStats(const ProbeLoop& loop, const probes::HttpProber& prober,
                            const storage::Writer& writer, const probes::Scheduler& scheduler,
+                           const AlertPipeline& pipeline, const alerting::Delivery& delivery,
                            SystemTime started) {
   SelfStats s;
   const probes::HttpProber::Stats ps = prober.GetStats();
@@ -138,8 +142,88 @@ SelfStats CollectSelfStats(const ProbeLoop& loop, const probes::HttpProber& prob
   s.db_rows_lost = ws.rows_lost;
   s.db_write_errors = ws.write_errors;
   s.start_time = started;
+  SelfStats::Alerting& a = s.alerting.emplace();
+  a.notifiers = delivery.Stats();
+  a.outbox_pending = delivery.Pending();
+  a.results_evaluated = pipeline.stats().results.load();
+  a.results_dropped = pipeline.stats().dropped.load();
+  a.evaluation_seconds = static_cast<double>(pipeline.stats().eval_ns.load()) / 1e9;
   return s;
 }
+
+// gatewatch_alert_state / _silenced / _ratio from the pipeline's changed states.
+class AlertGauges {
+ public:
+  explicit AlertGauges(Metrics& metrics)
+      : state_(Family(metrics, "gatewatch_alert_state",
+                      "Alert rule state per monitor: 0 ok, 1 pending, 2 firing, 3 resolving.")),
+        silenced_(Family(metrics, "gatewatch_alert_silenced",
+                         "1 while a silence mutes the alert's notifications (state is still tracked).")),
+        ratio_(Family(metrics, "gatewatch_alert_ratio",
+                      "The value the alert rule compares, per region: the share of matching probes "
+                      "(status_rate), seconds (latency), consecutive failures (down).")) {}
+
+  // Pipeline thread.
+  void Update(const std::vector<alerting::AlertStatus>& changed,
+              const std::vector<std::pair<std::string, std::string>>& removed) {
+    for (const auto& a : changed) {
+      const MetricLabels labels{{"alert", a.alert}, {"monitor", a.monitor}};
+      state_->Set(labels, static_cast<double>(a.state));
+      silenced_->Set(labels, a.silenced ? 1 : 0);
+      auto& regions = regions_[{a.alert, a.monitor}];
+      for (const auto& [region, value] : a.region_ratio) {
+        ratio_->Set({{"alert", a.alert}, {"monitor", a.monitor}, {"region", region}}, value);
+        regions.insert(region);
+      }
+    }
+    for (const auto& [alert, monitor] : removed) {
+      state_->Remove({{"alert", alert}, {"monitor", monitor}});
+      silenced_->Remove({{"alert", alert}, {"monitor", monitor}});
+      for (const auto& region : regions_[{alert, monitor}]) {
+        ratio_->Remove({{"alert", alert}, {"monitor", monitor}, {"region", region}});
+      }
+      regions_.erase({alert, monitor});
+    }
+  }
+
+ private:
+  static GaugeFamily* Family(Metrics& metrics, const std::string& name, const std::string& help) {
+    auto f = metrics.AddGaugeFamily(name, help);
+    if (!f) std::abort();  // a fixed, valid name registered once: cannot fail
+    return *f;
+  }
+  GaugeFamily* state_;
+  GaugeFamily* silenced_;
+  GaugeFamily* ratio_;
+  std::map<std::pair<std::string, std::string>, std::set<std::string>> regions_;
+};
+
+// gatewatch_incident_open{monitor,verdict}: 1 while open; the series of a closed incident
+// (or of a verdict it no longer has) goes away.
+class IncidentGauges {
+ public:
+  explicit IncidentGauges(Metrics& metrics) {
+    auto f = metrics.AddGaugeFamily("gatewatch_incident_open",
+                                    "1 while the monitor has an open incident, labelled with its current verdict.");
+    if (!f) std::abort();  // a fixed, valid name registered once: cannot fail
+    open_ = *f;
+  }
+  // Pipeline thread.
+  void Update(const std::vector<OpenIncident>& incidents) {
+    std::map<std::string, std::string> now;
+    for (const auto& inc : incidents) now[inc.monitor] = inc.verdict;
+    for (const auto& [monitor, verdict] : shown_) {
+      auto it = now.find(monitor);
+      if (it == now.end() || it->second != verdict) open_->Remove({{"monitor", monitor}, {"verdict", verdict}});
+    }
+    for (const auto& [monitor, verdict] : now) open_->Set({{"monitor", monitor}, {"verdict", verdict}}, 1);
+    shown_ = std::move(now);
+  }
+
+ private:
+  GaugeFamily* open_;
+  std::map<std::string, std::string> shown_;  // monitor -> verdict set last
+};
 
 std::set<std::string> MonitorNames(const Config& cfg) {
   std::set<std::string> names;
@@ -185,21 +269,54 @@ int RunDaemon(const std::string& config_path) {
   std::unique_ptr<storage::Writer> writer = std::move(writer_or).value();
   log::Info("storage open").Kv("path", config->storage.path);
 
+  Metrics metrics(kVersion);  // outlives the server, which serves it
+
+  // Alerting: the delivery thread, then the pipeline that feeds it (SPEC section 8).
+  alerting::DeliveryOptions delivery_options;
+  delivery_options.db_path = config->storage.path;
+  delivery_options.notifiers = config->notifiers;
+  auto delivery_or = alerting::Delivery::Start(delivery_options, clock);
+  if (!delivery_or) {
+    log::Error("start-up failed").Kv("error", "notification delivery: " + delivery_or.error());
+    writer->Stop();
+    return 1;
+  }
+  std::unique_ptr<alerting::Delivery> delivery = std::move(delivery_or).value();
+  AlertGauges alert_gauges(metrics);
+  IncidentGauges incident_gauges(metrics);
+  AlertPipelineOptions pipeline_options;
+  pipeline_options.db_path = config->storage.path;
+  pipeline_options.on_enqueued = [&delivery] { delivery->Wake(); };
+  pipeline_options.on_states = [&alert_gauges](const auto& changed, const auto& removed) {
+    alert_gauges.Update(changed, removed);
+  };
+  pipeline_options.on_incidents = [&incident_gauges](const auto& open) { incident_gauges.Update(open); };
+  auto pipeline_or = AlertPipeline::Start(pipeline_options, config, clock);
+  if (!pipeline_or) {
+    log::Error("start-up failed").Kv("error", "alerting: " + pipeline_or.error());
+    delivery->Stop(config->server.shutdown_grace);
+    writer->Stop();
+    return 1;
+  }
+  std::unique_ptr<AlertPipeline> pipeline = std::move(pipeline_or).value();
+
   probes::Scheduler scheduler(clock);
   const int retries_room = 1;
-  Metrics metrics(kVersion);  // outlives the server, which serves it
   ProbeLoop loop(clock, scheduler,
                  {[&writer] { return writer->HasRoom(retries_room); },
                   [&writer](probes::ProbeResult r) { return writer->Enqueue(std::move(r)); },
-                  [&metrics](const probes::ProbeResult& r) { metrics.Observe(r); }});
-  ApplySchedule(scheduler, config);
+                  [&metrics, &pipeline](const probes::ProbeResult& r) {
+                    metrics.Observe(r);
+                    pipeline->Offer(r);
+                  }});
+  ApplySchedule(scheduler, loop, config);
 
   probes::HttpProber::Options engine_options;
   engine_options.max_in_flight = config->engine.max_in_flight;
   engine_options.on_tick = [&loop](probes::Prober& p) { return loop.Tick(p); };
   auto prober = std::make_unique<probes::HttpProber>(engine_options, clock);
-  metrics.SetSelfStats([&loop, &prober, &writer, &scheduler, started = clock.Now()] {
-    return CollectSelfStats(loop, *prober, *writer, scheduler, started);
+  metrics.SetSelfStats([&loop, &prober, &writer, &scheduler, &pipeline, &delivery, started = clock.Now()] {
+    return CollectSelfStats(loop, *prober, *writer, scheduler, *pipeline, *delivery, started);
   });
 
   ConfigHolder current(config);
@@ -212,21 +329,24 @@ int RunDaemon(const std::string& config_path) {
   HttpServer server(server_options);
   // Agent result batches (SPEC section 9) go to the same writer as local results.
   RegisterIngestRoute(server, {&current, [&writer](size_t rows) { return writer->HasRoom(rows); },
-                               [&writer, &metrics](probes::ProbeResult r) {
+                               [&writer, &metrics, &pipeline](probes::ProbeResult r) {
                                  metrics.Observe(r);  // agent regions get their series too
+                                 pipeline->Offer(r);  // and their results count in alerts
                                  return writer->Enqueue(std::move(r));
                                }});
 
   RegisterMetricsRoute(server, metrics);
   // JSON API and status page (daemon/api.h, daemon/status_page.h): read-only, each HTTP
   // thread on its own SQLite connection.
-  const ApiDeps api_deps{current, config->storage.path, clock};
+  const ApiDeps api_deps{current, config->storage.path, clock, [&pipeline] { return pipeline->Snapshot(); }};
   RegisterApiRoutes(server, api_deps);
   RegisterStatusPage(server, api_deps);
   auto port = server.Start();
   if (!port) {
     log::Error("start-up failed").Kv("error", port.error());
     prober->Stop();
+    pipeline->Stop();
+    delivery->Stop(config->server.shutdown_grace);
     writer->Stop();
     return 1;
   }
@@ -254,8 +374,10 @@ int RunDaemon(const std::string& config_path) {
       config = std::make_shared<const Config>(std::move(reloaded).value());
       current.Set(config);
       LogLoaded(*config, "config reloaded");
-      ApplySchedule(scheduler, config);
+      ApplySchedule(scheduler, loop, config);
       metrics.RetainMonitors(MonitorNames(*config));
+      delivery->Reconfigure(config->notifiers);  // first: new notifiers exist before messages for them
+      pipeline->Reconfigure(config);
       prober->Wake();
       continue;
     }
@@ -263,10 +385,14 @@ int RunDaemon(const std::string& config_path) {
     break;
   }
   // Stop in pipeline order: no new probes, in-flight ones get the grace period (their
-  // results reach the writer), then the writer flushes, then the listener closes.
+  // results reach the writer and the alert pipeline), the pipeline commits what it has,
+  // delivery gets the grace period for the request in flight (the rest stays in the
+  // outbox), then the writer flushes, then the listener closes.
   prober->Stop(config->server.shutdown_grace);
   metrics.SetSelfStats(nullptr);  // reads the prober, which goes before the listener
   prober.reset();
+  pipeline->Stop();
+  delivery->Stop(config->server.shutdown_grace);
   writer->Stop();
   server.Stop();
   const auto& s = loop.stats();

@@ -7,6 +7,7 @@
 #include "daemon/check.h"
 #include "daemon/demo.h"
 #include "daemon/config.h"
+#include "daemon/notify_test.h"
 #include "gatewatch_version.h"
 #include "probes/log.h"
 
@@ -27,10 +28,14 @@ commands:
                            probe now: phases, outcome, responder fingerprint, TLS facts;
                            exit 0 only when the target and every upstream are healthy
   validate --config FILE   check a config file; print a summary, or every error
+  notify-test --config FILE --notifier NAME
+                           send a sample firing and resolved message through one
+                           notifier and print the receiver's answers
   version                  print the version
 
 options:
   -c, --config FILE        the TOML config file
+  --notifier NAME          (notify-test) a [[notifiers]] name of the config
   --upstream URL           (check) an upstream behind the target; repeatable
   --region NAME            (check) probe from this region of the config (proxy, resolvers)
   --timeout DURATION       (check) whole-probe limit, e.g. "5s" (default: the config's)
@@ -55,6 +60,7 @@ struct Parsed {
   std::optional<std::string> ca_file;
   std::optional<std::string> listen;
   std::optional<std::string> phase;
+  std::optional<std::string> notifier;
   std::vector<std::string> upstreams;
   bool json = false;
   bool keep = false;
@@ -68,7 +74,8 @@ std::optional<std::string> Parse(const std::vector<std::string>& args, Parsed& p
       {"--config", &Parsed::config},   {"-c", &Parsed::config},
       {"--log-level", &Parsed::log_level}, {"--region", &Parsed::region},
       {"--timeout", &Parsed::timeout}, {"--ca-file", &Parsed::ca_file},
-      {"--listen", &Parsed::listen},   {"--phase", &Parsed::phase}};
+      {"--listen", &Parsed::listen},   {"--phase", &Parsed::phase},
+      {"--notifier", &Parsed::notifier}};
   for (size_t i = 0; i < args.size(); ++i) {
     std::string flag = args[i];
     std::optional<std::string> inline_value;
@@ -144,6 +151,12 @@ int RunCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
   }
   if (command != "demo" && (p.listen || p.phase || p.keep)) {
     return Usage(err, "--listen, --phase and --keep go with demo");
+  }
+  if (command != "notify-test" && p.notifier) return Usage(err, "--notifier goes with notify-test");
+  if (command == "notify-test") {
+    if (!p.config) return Usage(err, "notify-test needs --config FILE");
+    if (!p.notifier) return Usage(err, "notify-test needs --notifier NAME");
+    return RunNotifyTest({*p.config, *p.notifier}, out, err);
   }
   if (command == "demo") {
     if (p.config) return Usage(err, "demo writes its own config; run --config FILE for yours");

@@ -839,6 +839,7 @@ bool ReadNotifier(TableReader& r, alerting::NotifierConfig& n) {
   if (auto v = r.Dur("min_interval", 0s, 1h)) n.min_interval = *v;
   if (auto v = r.Dur("max_age", 1min, 24h * 7)) n.max_age = *v;
   if (auto v = r.Dur("timeout", 100ms, 5min)) n.timeout = *v;
+  if (auto v = r.Dur("repost", 1s, 1h)) n.repost = *v;
   r.Finish();
   return ok;
 }

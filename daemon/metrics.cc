@@ -601,6 +601,58 @@ std::string Metrics::Render() const {
   return out;
 }
 
+namespace {
+
+// Notification delivery and rule evaluation (SPEC section 7: gatewatch_notifications_total,
+// gatewatch_outbox_pending; plus delivery latency and the evaluator's own cost).
+void AppendAlerting(const SelfStats::Alerting& a, std::vector<prometheus::MetricFamily>& families) {
+  prometheus::MetricFamily results;
+  results.name = "gatewatch_notifications_total";
+  results.help =
+      "Notification delivery attempts by notifier and result (delivered, retry, rate_limited, "
+      "rejected, gave_up, dropped, refreshed, refresh_failed).";
+  results.type = prometheus::MetricType::Counter;
+  prometheus::MetricFamily latency;
+  latency.name = "gatewatch_notification_delivery_seconds";
+  latency.help = "Time from a notification's creation to its recorded delivery (retries included).";
+  latency.type = prometheus::MetricType::Histogram;
+  for (const auto& [notifier, stats] : a.notifiers) {
+    for (const auto& [result, count] : stats.results) {
+      prometheus::ClientMetric m;
+      m.label = {{"notifier", notifier}, {"result", result}};
+      m.counter.value = static_cast<double>(count);
+      results.metric.push_back(std::move(m));
+    }
+    if (stats.latency_count == 0) continue;
+    prometheus::ClientMetric h;
+    h.label = {{"notifier", notifier}};
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < alerting::kDeliveryLatencyBuckets.size(); ++i) {
+      cumulative += stats.latency_buckets[i];
+      h.histogram.bucket.push_back({cumulative, alerting::kDeliveryLatencyBuckets[i]});
+    }
+    cumulative += stats.latency_buckets.back();
+    h.histogram.bucket.push_back({cumulative, std::numeric_limits<double>::infinity()});
+    h.histogram.sample_count = cumulative;
+    h.histogram.sample_sum = stats.latency_sum_seconds;
+    latency.metric.push_back(std::move(h));
+  }
+  if (!results.metric.empty()) families.push_back(std::move(results));
+  if (!latency.metric.empty()) families.push_back(std::move(latency));
+  families.push_back(Gauge("gatewatch_outbox_pending", "Notifications waiting for delivery.",
+                           static_cast<double>(a.outbox_pending)));
+  families.push_back(Counter("gatewatch_alert_results_evaluated_total",
+                             "Confirmed probe results evaluated by the alert rules.", a.results_evaluated));
+  families.push_back(Counter("gatewatch_alert_results_dropped_total",
+                             "Confirmed probe results not evaluated because the alert queue was full.",
+                             a.results_dropped));
+  families.push_back(OneValue("gatewatch_alert_evaluation_seconds_total",
+                              "Time the alert evaluator spent on probe results.",
+                              prometheus::MetricType::Counter, a.evaluation_seconds));
+}
+
+}  // namespace
+
 std::string Metrics::RenderSelf() const {
   using prometheus::ClientMetric;
   using prometheus::MetricFamily;
@@ -668,6 +720,7 @@ std::string Metrics::RenderSelf() const {
     families.push_back(Counter("gatewatch_db_write_errors_total",
                                "Failed attempts to commit a write batch.", s->db_write_errors));
   }
+  if (s && s->alerting) AppendAlerting(*s->alerting, families);
   families.push_back(Gauge("gatewatch_build_info", "gatewatch build; the value is always 1.", 1,
                            {{"version", version_}}));
   if (s) {

@@ -25,10 +25,12 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "alerting/delivery.h"
 #include "daemon/probe_loop.h"
 #include "probes/clock.h"
 #include "probes/probe_result.h"
@@ -55,6 +57,15 @@ struct SelfStats {
   uint64_t db_rows_lost = 0;         // gatewatch_db_rows_lost_total
   uint64_t db_write_errors = 0;      // gatewatch_db_write_errors_total
   SystemTime start_time{};           // process_start_time_seconds
+  // Alerting (absent: no alerting series at all).
+  struct Alerting {
+    std::map<std::string, alerting::NotifierStats> notifiers;  // gatewatch_notifications_total
+    int64_t outbox_pending = 0;                                // gatewatch_outbox_pending
+    uint64_t results_evaluated = 0;  // gatewatch_alert_results_evaluated_total
+    uint64_t results_dropped = 0;    // gatewatch_alert_results_dropped_total (queue full)
+    double evaluation_seconds = 0;   // gatewatch_alert_evaluation_seconds_total
+  };
+  std::optional<Alerting> alerting;
 };
 
 // Fills the lag fields of `out` from the probe loop's histogram.

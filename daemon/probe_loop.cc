@@ -1,5 +1,8 @@
 #include "daemon/probe_loop.h"
 
+#include <algorithm>
+
+#include "probes/fingerprint.h"
 #include "probes/log.h"
 
 namespace gatewatch::daemon {
@@ -36,7 +39,49 @@ int64_t LagHistogram::QuantileBoundMs(double q) const {
 ProbeLoop::ProbeLoop(const Clock& clock, probes::Scheduler& scheduler, Hooks hooks)
     : clock_(clock), scheduler_(scheduler), hooks_(std::move(hooks)) {}
 
+void ProbeLoop::SetTargets(const std::vector<std::shared_ptr<const probes::MonitorConfig>>& monitors,
+                           const std::vector<std::shared_ptr<const probes::RegionConfig>>& regions) {
+  auto t = std::make_shared<Targets>();
+  for (const auto& m : monitors) t->monitors.emplace(m->name, m);
+  for (const auto& r : regions) t->regions.emplace(r->name, r);
+  std::lock_guard lock(targets_mu_);
+  targets_ = std::move(t);
+}
+
+void ProbeLoop::ConfirmUpstreams(const probes::ProbeResult& r) {
+  if (prober_ == nullptr) return;
+  std::shared_ptr<const Targets> t;
+  {
+    std::lock_guard lock(targets_mu_);
+    t = targets_;
+  }
+  const auto gateway = t->monitors.find(r.monitor);
+  const auto region = t->regions.find(r.region);
+  if (gateway == t->monitors.end() || region == t->regions.end()) return;  // e.g. an agent's region
+  for (const std::string& name : gateway->second->upstreams) {
+    const auto upstream = t->monitors.find(name);
+    if (upstream == t->monitors.end()) continue;  // not probed by this replica
+    const auto& regions = upstream->second->regions;
+    if (std::find(regions.begin(), regions.end(), r.region) == regions.end()) continue;
+    probes::ProbeJob job;
+    job.monitor = upstream->second;
+    job.region = region->second;
+    // Worth running only while it is still a comparison "within the same second".
+    job.start_by = clock_.Steady() + std::chrono::seconds(5);
+    job.on_result = [this](probes::ProbeResult u) { OnResult(std::move(u)); };
+    job.on_skip = [this] { stats_.skipped_overload.fetch_add(1); };
+    stats_.confirmations.fetch_add(1);
+    prober_->Submit(std::move(job));
+    log::Info("confirming upstream")
+        .Kv("monitor", r.monitor)
+        .Kv("region", r.region)
+        .Kv("upstream", name)
+        .Kv("outcome", probes::ToString(r.outcome));
+  }
+}
+
 SystemTime ProbeLoop::Tick(probes::Prober& prober) {
+  prober_ = &prober;
   const SystemTime now = clock_.Now();
   last_tick_.store(now.time_since_epoch().count());
   for (auto& slot : scheduler_.TakeDue(now)) {
@@ -86,6 +131,10 @@ void ProbeLoop::OnResult(probes::ProbeResult r) {
           .Kv("outcome", probes::ToString(r.outcome));
     }
     it->second = failed;
+    const bool gateway_failed = probes::IsGatewayError(r.http_status, r.emitter);
+    bool& was_gateway_failing = gateway_failing_[key];
+    if (gateway_failed && !was_gateway_failing) ConfirmUpstreams(r);
+    was_gateway_failing = gateway_failed;
   }
   if (hooks_.observe) hooks_.observe(r);
   if (hooks_.store && !hooks_.store(std::move(r))) stats_.lost.fetch_add(1);

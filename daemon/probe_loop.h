@@ -4,14 +4,22 @@
 // room), and takes every result: hands it to the store and logs one line per confirmed
 // failure and per state change (never per probe).
 //
+// Confirmation on onset (SPEC section 6): when a monitor with upstreams gets its first
+// gateway-class failure in a region (confirmed, after a result that was not one), each of
+// its upstreams that is probed from that region is probed at once from the same region,
+// so the verdict compares gateway and upstreams within the same second.
+//
 // Thread: Tick() and OnResult() run on the engine thread only; the counters and
 // LastTick() are read from any thread.
 
 #include <array>
 #include <atomic>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "probes/clock.h"
 #include "probes/prober.h"
@@ -43,6 +51,7 @@ struct ProbeLoopStats {
   std::atomic<uint64_t> skipped_backpressure{0};  // the writer's queue was full
   std::atomic<uint64_t> results{0};               // every attempt
   std::atomic<uint64_t> lost{0};                  // a result the store refused (queue full)
+  std::atomic<uint64_t> confirmations{0};         // upstream probes submitted on onset
   LagHistogram lag;                               // attempt 0: started_at - due
 };
 
@@ -55,6 +64,10 @@ class ProbeLoop {
   };
 
   ProbeLoop(const Clock& clock, probes::Scheduler& scheduler, Hooks hooks);
+
+  // The monitors and regions to confirm upstreams with (the scheduler's set). Any thread.
+  void SetTargets(const std::vector<std::shared_ptr<const probes::MonitorConfig>>& monitors,
+                  const std::vector<std::shared_ptr<const probes::RegionConfig>>& regions);
 
   // The engine's on_tick: submits what is due, returns when it is next needed.
   SystemTime Tick(probes::Prober& prober);
@@ -69,8 +82,21 @@ class ProbeLoop {
   Hooks hooks_;
   ProbeLoopStats stats_;
   std::atomic<SystemTime::rep> last_tick_{0};
-  // Engine thread only: whether each monitor x region's last confirmed result failed.
+  // Probes each upstream of r's monitor from r's region now (engine thread).
+  void ConfirmUpstreams(const probes::ProbeResult& r);
+
+  // Engine thread only: whether each monitor x region's last confirmed result failed, and
+  // whether it was a gateway-class failure.
   std::unordered_map<std::string, bool> failing_;
+  std::unordered_map<std::string, bool> gateway_failing_;
+  probes::Prober* prober_ = nullptr;  // the engine's, known from the first Tick()
+
+  struct Targets {
+    std::unordered_map<std::string, std::shared_ptr<const probes::MonitorConfig>> monitors;
+    std::unordered_map<std::string, std::shared_ptr<const probes::RegionConfig>> regions;
+  };
+  std::mutex targets_mu_;  // guards targets_ (replaced on reload, read on onset)
+  std::shared_ptr<const Targets> targets_ = std::make_shared<Targets>();
 };
 
 }  // namespace gatewatch::daemon

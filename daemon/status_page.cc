@@ -8,6 +8,7 @@
 
 #include "daemon/result_json.h"
 #include "probes/log.h"
+#include "storage/incidents.h"
 
 namespace gatewatch::daemon {
 
@@ -93,6 +94,12 @@ summary{cursor:pointer;color:var(--muted)}
 padding:10px 16px}
 footer{color:var(--muted);font-size:12px;margin-top:24px}
 )css";
+
+std::string ShareText(double share) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.0f%%", share * 100);
+  return buf;
+}
 
 std::string Percent(const UptimeCount& u) {
   auto ratio = u.Ratio();
@@ -300,10 +307,23 @@ HttpResponse RenderStatusPage(const ApiDeps& deps) {
   out += "</div><div class=\"muted\">Generated " + TimeCell(now, now) +
          " &middot; reloads every 30 s</div></header><main>";
 
-  // Incidents (SPEC section 6) are not recorded yet; the section and its empty state exist.
-  out +=
-      "<section id=\"incidents\"><h2>Open incidents</h2>"
-      "<p class=\"empty\">No open incidents</p></section>";
+  // Open incidents (SPEC section 6), newest first, with their verdicts.
+  auto incidents = ReadIncidents(deps.db_path, deps.clock);
+  if (!incidents) return ErrorPage(incidents.error());
+  auto open = (*incidents)->OpenIncidents();
+  if (!open) return ErrorPage(open.error());
+  std::reverse(open->begin(), open->end());
+  out += "<section id=\"incidents\"><h2>Open incidents</h2>";
+  if (open->empty()) out += "<p class=\"empty\">No open incidents</p>";
+  for (const storage::Incident& inc : *open) {
+    out += "<section class=\"card incident\" data-incident=\"" + HtmlEscape(inc.monitor) + "\" data-verdict=\"" +
+           HtmlEscape(inc.verdict) + "\"><div class=\"top\"><h3>" + HtmlEscape(inc.monitor) +
+           "</h3><span class=\"badge failing\">" + HtmlEscape(inc.verdict) + "</span><span class=\"muted\">since " +
+           TimeCell(inc.opened_at, now) + (inc.alert_fired ? " &middot; alert fired" : "") +
+           " &middot; peak " + ShareText(inc.peak_ratio) + " failing</span></div><p>" + HtmlEscape(inc.summary) +
+           "</p></section>";
+  }
+  out += "</section>";
 
   out += "<section id=\"monitors\"><h2>Monitors</h2>";
   if (cards.empty()) out += "<p class=\"empty\">No monitors are configured.</p>";

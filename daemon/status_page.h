@@ -8,8 +8,8 @@
 // state per region from the latest confirmed result (outcome, HTTP status, emitter and
 // reason for 5xx), uptime over 24h / 7d / 30d from the hour rollups, a sparkline of the
 // average total latency per minute over the last hour (minute rollups), and its last
-// failed attempts (outcome, emitter, time, detail). Above them the open incidents
-// (none are recorded yet: "No open incidents").
+// failed attempts (outcome, emitter, time, detail). Above them the open incidents with their
+// verdicts and one-line summaries.
 //
 // Everything taken from config or results is HTML-escaped. Monitor URLs are shown without
 // their query string; secrets (notifier URLs, server.api_token, monitor request headers)

@@ -160,18 +160,32 @@ SystemTime AlignBound(const ProbeResult& r) {
   return r.started_at + r.phases.total.value_or(microseconds::zero()) + kConfirmationSlack;
 }
 
-// Per failing monitor region, the upstream's newest result from that region within the bound,
-// else its newest from any region within it. One pass, O(results x failing regions).
+// Whether upstream result `r` is closer in time to the failure `f` started than `best` (ties:
+// the newer one). The closest is the onset confirmation, started right after the failure, or
+// the regular probe next to it; a later recovery within the slack must not stand for the
+// failure's time (an upstream that came back a second later did not serve that 502).
+bool Closer(const ProbeResult& r, const ProbeResult* best, const ProbeResult& f) {
+  if (best == nullptr) return true;
+  const auto d = [&](const ProbeResult& x) {
+    const auto diff = x.started_at - f.started_at;
+    return diff < SystemTime::duration::zero() ? -diff : diff;
+  };
+  return d(r) < d(*best) || (d(r) == d(*best) && NewerOrSame(r, best));
+}
+
+// Per failing monitor region, the upstream's result from that region within the bound that is
+// closest in time to the failure, else the closest from any region within it. One pass,
+// O(results x failing regions).
 std::vector<Compared> Aligned(const std::vector<ProbeResult>& results, std::string_view name,
                               const Limits& lim, const std::vector<Compared>& failures) {
   std::vector<Compared> same(failures.size()), any(failures.size());
   for (const ProbeResult& r : results) {
     if (Check(r, name, lim) != Skip::kNone) continue;
     for (size_t i = 0; i < failures.size(); ++i) {
-      if (r.started_at > AlignBound(*failures[i].result)) continue;
-      if (NewerOrSame(r, any[i].result)) any[i].result = &r;
-      if (r.region == failures[i].monitor_region && NewerOrSame(r, same[i].result))
-        same[i].result = &r;
+      const ProbeResult& f = *failures[i].result;
+      if (r.started_at > AlignBound(f)) continue;
+      if (Closer(r, any[i].result, f)) any[i].result = &r;
+      if (r.region == failures[i].monitor_region && Closer(r, same[i].result, f)) same[i].result = &r;
     }
   }
   std::vector<Compared> out;

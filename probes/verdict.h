@@ -24,10 +24,11 @@
 //   is a failure (IsFailure); a healthy region = one whose current result is not.
 // - Onset of a failing region = the first failure after its last healthy result (or its first
 //   failure in the window). "since" in summaries is the earliest onset over failing regions.
-// - Upstream compared results. With failing regions F: for each f in F, the upstream's newest
-//   result from f that can describe the time of f's current failure, i.e. started no later
-//   than that failure ended (started_at + total) plus kConfirmationSlack; when it has none from
-//   f, (decided) its newest such result from any region. Decided: newer upstream results are
+// - Upstream compared results. With failing regions F: for each f in F, the upstream's result
+//   from f that can describe the time of f's current failure: among those started no later
+//   than that failure ended (started_at + total) plus kConfirmationSlack, the one started
+//   closest to the failure (the onset confirmation, or the regular probe next to it); when it
+//   has none from f, (decided) the closest such result from any region. Decided: newer upstream results are
 //   not compared, because the monitor's failure is older than them: an upstream that came back
 //   after the gateway's last 502 must not turn upstream_down into gateway_fault (SPEC: "the
 //   comparison is made within the same second"; the confirmation probe started at once after

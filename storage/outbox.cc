@@ -50,6 +50,26 @@ bool KnownKind(std::string_view kind) {
 
 constexpr const char* kPending = "delivered_ms IS NULL AND given_up_ms IS NULL";
 
+// The columns ReadMessage() reads, in its order.
+constexpr const char* kMessageColumns =
+    "id, notifier, alert, monitor, kind, message, created_ms, next_attempt_ms, attempts, "
+    "last_error";
+
+OutboxMessage ReadMessage(sqlite3_stmt* s) {
+  return OutboxMessage{
+      .id = ColInt(s, 0),
+      .notifier = ColText(s, 1),
+      .alert = ColText(s, 2),
+      .monitor = ColText(s, 3),
+      .kind = ColText(s, 4),
+      .message = ColText(s, 5),
+      .created_at = FromUnixMs(ColInt(s, 6)),
+      .next_attempt_at = FromUnixMs(ColInt(s, 7)),
+      .attempts = static_cast<int>(ColInt(s, 8)),
+      .last_error = ColText(s, 9),
+  };
+}
+
 }  // namespace
 
 AlertStore::AlertStore(std::unique_ptr<SqliteStore> store, const Clock& clock)
@@ -206,11 +226,8 @@ Result<void> AlertStore::CommitInTransaction(
 Result<std::vector<OutboxMessage>> AlertStore::Due(SystemTime now, int limit) {
   GW_ALERT_STORE_CHECK_OWNER();
   sqlite3* db = store_->db_;
-  const std::string sql =
-      std::string(
-          "SELECT id, notifier, alert, monitor, kind, message, created_ms, next_attempt_ms, "
-          "attempts, last_error FROM outbox WHERE ") +
-      kPending + " AND next_attempt_ms <= ?1 ORDER BY id LIMIT ?2";
+  const std::string sql = std::string("SELECT ") + kMessageColumns + " FROM outbox WHERE " +
+                          kPending + " AND next_attempt_ms <= ?1 ORDER BY id LIMIT ?2";
   Stmt s;
   if (sqlite3_prepare_v2(db, sql.c_str(), -1, s.out(), nullptr) != SQLITE_OK) {
     return Error(store_->LastError("prepare outbox due query"));
@@ -222,18 +239,7 @@ Result<std::vector<OutboxMessage>> AlertStore::Due(SystemTime now, int limit) {
     const int rc = sqlite3_step(s.get());
     if (rc == SQLITE_DONE) break;
     if (rc != SQLITE_ROW) return Error(store_->LastError("outbox due query"));
-    out.push_back(OutboxMessage{
-        .id = ColInt(s.get(), 0),
-        .notifier = ColText(s.get(), 1),
-        .alert = ColText(s.get(), 2),
-        .monitor = ColText(s.get(), 3),
-        .kind = ColText(s.get(), 4),
-        .message = ColText(s.get(), 5),
-        .created_at = FromUnixMs(ColInt(s.get(), 6)),
-        .next_attempt_at = FromUnixMs(ColInt(s.get(), 7)),
-        .attempts = static_cast<int>(ColInt(s.get(), 8)),
-        .last_error = ColText(s.get(), 9),
-    });
+    out.push_back(ReadMessage(s.get()));
   }
   return out;
 }
@@ -316,6 +322,77 @@ Result<int64_t> AlertStore::PruneDelivered(SystemTime older_than, int max_rows) 
   BindInt(s.get(), 2, max_rows);
   if (sqlite3_step(s.get()) != SQLITE_DONE) return Error(store_->LastError("outbox prune"));
   return static_cast<int64_t>(sqlite3_changes(db));
+}
+
+Result<std::map<std::string, int64_t>> AlertStore::PendingByNotifier() {
+  GW_ALERT_STORE_CHECK_OWNER();
+  // INDEXED BY: without it the planner may walk the whole table (the delivered history).
+  const std::string sql =
+      std::string("SELECT notifier, COUNT(*) FROM outbox INDEXED BY outbox_due WHERE ") + kPending +
+      " GROUP BY notifier";
+  Stmt s;
+  if (sqlite3_prepare_v2(store_->db_, sql.c_str(), -1, s.out(), nullptr) != SQLITE_OK) {
+    return Error(store_->LastError("prepare outbox pending per notifier query"));
+  }
+  std::map<std::string, int64_t> out;
+  for (;;) {
+    const int rc = sqlite3_step(s.get());
+    if (rc == SQLITE_DONE) break;
+    if (rc != SQLITE_ROW) return Error(store_->LastError("outbox pending per notifier query"));
+    out.emplace(ColText(s.get(), 0), ColInt(s.get(), 1));
+  }
+  return out;
+}
+
+Result<std::vector<OutboxMessage>> AlertStore::ReadMessages(const std::string& sql,
+                                                            const std::vector<std::string>& texts,
+                                                            std::optional<int64_t> limit,
+                                                            const char* what) {
+  Stmt s;
+  if (sqlite3_prepare_v2(store_->db_, sql.c_str(), -1, s.out(), nullptr) != SQLITE_OK) {
+    return Error(store_->LastError(std::string("prepare ") + what));
+  }
+  int rc = SQLITE_OK;
+  int i = 1;
+  for (const std::string& t : texts) rc |= BindText(s.get(), i++, t);
+  if (limit) rc |= BindInt(s.get(), i, *limit);
+  if (rc != SQLITE_OK) return Error(store_->LastError(std::string("bind ") + what));
+  std::vector<OutboxMessage> out;
+  for (;;) {
+    rc = sqlite3_step(s.get());
+    if (rc == SQLITE_DONE) break;
+    if (rc != SQLITE_ROW) return Error(store_->LastError(what));
+    out.push_back(ReadMessage(s.get()));
+  }
+  return out;
+}
+
+Result<std::vector<OutboxMessage>> AlertStore::PendingOf(const std::string& notifier, int limit) {
+  GW_ALERT_STORE_CHECK_OWNER();
+  // INDEXED BY: ORDER BY id would otherwise tempt the planner into a rowid walk from the
+  // oldest row, i.e. through the whole delivered history, to find the few pending ones.
+  const std::string sql = std::string("SELECT ") + kMessageColumns +
+                          " FROM outbox INDEXED BY outbox_due WHERE " + kPending +
+                          " AND notifier = ?1 ORDER BY id LIMIT ?2";
+  return ReadMessages(sql, {notifier}, std::clamp(limit, 1, kMaxDueLimit), "outbox pending query");
+}
+
+Result<std::vector<OutboxMessage>> AlertStore::ActiveAlerts(
+    std::span<const std::string> notifiers) {
+  GW_ALERT_STORE_CHECK_OWNER();
+  if (notifiers.empty()) return std::vector<OutboxMessage>{};
+  std::string placeholders;
+  for (size_t i = 0; i < notifiers.size(); ++i) placeholders += i == 0 ? "?" : ", ?";
+  // Per pair the newest finished row decides; the outer filter keeps the still-firing ones.
+  const std::string sql =
+      std::string("SELECT ") + kMessageColumns +
+      " FROM outbox WHERE id IN (SELECT MAX(id) FROM outbox WHERE (delivered_ms IS NOT NULL OR "
+      "given_up_ms IS NOT NULL) AND kind != 'test' AND notifier IN (" +
+      placeholders +
+      ") GROUP BY notifier, alert, monitor) AND delivered_ms IS NOT NULL AND kind IN "
+      "('firing', 'reminder') ORDER BY id";
+  return ReadMessages(sql, std::vector<std::string>(notifiers.begin(), notifiers.end()),
+                      std::nullopt, "outbox active alerts query");
 }
 
 Result<void> AlertStore::ExecForTest(const std::string& sql) { return store_->ExecForTest(sql); }

@@ -23,6 +23,7 @@
 // Times are stored at millisecond precision (unix ms).
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -110,6 +111,28 @@ class AlertStore {
   // Pending messages are never deleted. REQUIRES: max_rows > 0.
   Result<int64_t> PruneDelivered(SystemTime older_than, int max_rows);
 
+  // --- Per-notifier lines, for the delivery thread (alerting/delivery.h) ---------------------
+  // Messages of one notifier go out in id order, so the delivery thread looks at each
+  // notifier's oldest pending messages whether they are due or not (a later message must wait
+  // for an earlier one's retry). Both queries read only the pending rows (index outbox_due),
+  // never the delivered history.
+
+  // Pending messages per notifier, due or not: notifier -> count (absent = none).
+  Result<std::map<std::string, int64_t>> PendingByNotifier();
+
+  // The oldest pending messages of `notifier`, due or not, lowest id first, at most `limit`
+  // clamped to 1 .. kMaxDueLimit.
+  Result<std::vector<OutboxMessage>> PendingOf(const std::string& notifier, int limit);
+
+  // The alerts an Alertmanager must still be told are firing, after a restart: for each
+  // (notifier, alert, monitor) of `notifiers`, the newest finished (delivered or given up)
+  // message that is not a "test"; returned when it was delivered and is a "firing" or
+  // "reminder", lowest id first. A delivered "resolved", or any given-up message, ends the
+  // pair. Pending messages are not looked at. Reads the finished history of those notifiers
+  // (meant for start-up, not for a loop); rows pruned by PruneDelivered() are gone, so a pair
+  // whose last delivered message is older than the audit retention is not returned.
+  Result<std::vector<OutboxMessage>> ActiveAlerts(std::span<const std::string> notifiers);
+
   bool OnOwnerThread() const { return store_->OnOwnerThread(); }
   const std::string& path() const { return store_->path(); }
 
@@ -127,6 +150,10 @@ class AlertStore {
   // text when set_sql uses it) as its own transaction; an error when no row changed.
   Result<void> UpdatePending(int64_t id, const char* what, const std::string& set_sql,
                              int64_t time_ms, const std::string& text);
+  // Runs a SELECT of kMessageColumns with `texts` bound to ?1.. and then `limit`, if any.
+  Result<std::vector<OutboxMessage>> ReadMessages(const std::string& sql,
+                                                  const std::vector<std::string>& texts,
+                                                  std::optional<int64_t> limit, const char* what);
 
   std::unique_ptr<SqliteStore> store_;  // owns the connection; never used as a results Store
   const Clock& clock_;

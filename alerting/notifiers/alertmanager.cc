@@ -6,9 +6,9 @@
 //
 // Alertmanager expires an alert at endsAt unless it is re-sent, and clients are expected
 // to re-send active alerts (every 30 s to 3 min per the docs). So a firing (or reminder,
-// or test) message says endsAt = at + 5 minutes, and the delivery side re-posts a firing
-// alert about every minute, building it again with `at` = the time of the re-post. A
-// resolution says endsAt = at, which resolves it at once.
+// or test) message says endsAt = at + 5 x repost (5 minutes by default), and the delivery
+// side re-posts a firing alert every `repost` (1 minute by default), building it again with
+// `at` = the time of the re-post. A resolution says endsAt = at, which resolves it at once.
 #include "alerting/notifiers/alertmanager.h"
 
 #include <chrono>
@@ -17,15 +17,9 @@
 
 namespace gatewatch::alerting {
 
-namespace {
-
-constexpr auto kFiringHorizon = std::chrono::minutes(5);
-
-}  // namespace
-
 Payload AlertmanagerNotifier::Build(const Message& m) const {
   using render::Json;
-  const SystemTime ends = m.kind == Message::Kind::kResolved ? m.at : m.at + kFiringHorizon;
+  const SystemTime ends = m.kind == Message::Kind::kResolved ? m.at : m.at + horizon_;
   Json alert = {{"labels", render::AlertmanagerLabels(m)},
                 {"annotations", render::AlertmanagerAnnotations(m)},
                 {"startsAt", FormatTime(m.started)},

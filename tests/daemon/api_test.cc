@@ -108,6 +108,8 @@ struct ApiFixture {
   std::unique_ptr<HttpServer> server;
   int port = 0;
 
+  std::vector<alerting::AlertStatus> alerts;  // what the pipeline's snapshot would say
+
   explicit ApiFixture(const std::vector<probes::ProbeResult>& results = Results(),
                       bool create_db = true) {
     auto cfg = ParseConfig(ConfigText(db), "api.toml");
@@ -122,7 +124,7 @@ struct ApiFixture {
     HttpServer::Options options;
     options.listen = {"127.0.0.1", 0};
     server = std::make_unique<HttpServer>(options);
-    const ApiDeps deps{*config, db, clock};
+    const ApiDeps deps{*config, db, clock, [this] { return alerts; }};
     RegisterApiRoutes(*server, deps);
     RegisterStatusPage(*server, deps);
     auto started = server->Start();
@@ -340,6 +342,40 @@ TEST_CASE("Api: incidents and alerts exist with empty lists") {
   CHECK(f.GetJson("/api/v1/incidents?open=true") == json({{"incidents", json::array()}}));
   CHECK(f.GetJson("/api/v1/incidents?open=false") == json({{"incidents", json::array()}}));
   CHECK(f.GetJson("/api/v1/alerts") == json({{"alerts", json::array()}}));
+}
+
+TEST_CASE("Api: alerts list the pipeline's states, filtered by state") {
+  ApiFixture f;
+  alerting::AlertStatus firing;
+  firing.alert = "shop-502";
+  firing.monitor = "shop";
+  firing.state = alerting::AlertState::kFiring;
+  firing.since = kBase + 10min;
+  firing.ratio = 0.4;
+  firing.region_ratio = {{"local", 0.4}, {"eu", 0.1}};
+  alerting::AlertStatus ok = firing;
+  ok.monitor = "shop-app";
+  ok.state = alerting::AlertState::kOk;
+  ok.silenced = true;
+  ok.ratio = 0;
+  ok.region_ratio = {};
+  f.alerts = {firing, ok};
+  const json all = f.GetJson("/api/v1/alerts");
+  REQUIRE(all["alerts"].size() == 2);
+  CHECK(all["alerts"][0] == json({{"alert", "shop-502"},
+                                  {"monitor", "shop"},
+                                  {"state", "firing"},
+                                  {"since", FormatTime(kBase + 10min)},
+                                  {"silenced", false},
+                                  {"ratio", 0.4},
+                                  {"regions", {{"eu", 0.1}, {"local", 0.4}}}}));
+  CHECK(all["alerts"][1]["state"] == "ok");
+  CHECK(all["alerts"][1]["silenced"] == true);
+  const json only = f.GetJson("/api/v1/alerts?state=firing");
+  REQUIRE(only["alerts"].size() == 1);
+  CHECK(only["alerts"][0]["monitor"] == "shop");
+  CHECK(f.GetJson("/api/v1/alerts?state=burning", 400)["error"] ==
+        "state: expected ok, pending, firing or resolving, got \"burning\"");
 }
 
 TEST_CASE("Api: no secret and no monitor query string in any response") {

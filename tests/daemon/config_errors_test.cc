@@ -165,6 +165,12 @@ const std::vector<Case>& Cases() {
       {"secret on a slack notifier",
        "[[notifiers]]\nname = \"chat\"\ntype = \"slack\"\nurl = \"https://x/\"\nsecret = \"s\"\n",
        {{5, 10, "notifiers[0].secret", "only used by type = \"webhook\""}}},
+      {"repost on a slack notifier",
+       "[[notifiers]]\nname = \"chat\"\ntype = \"slack\"\nurl = \"https://x/\"\nrepost = \"30s\"\n",
+       {{5, 10, "notifiers[0].repost", "only used by type = \"alertmanager\""}}},
+      {"repost too short",
+       "[[notifiers]]\nname = \"am\"\ntype = \"alertmanager\"\nurl = \"http://am:9093\"\nrepost = \"10ms\"\n",
+       {{5, 10, "notifiers[0].repost", ""}}},
       {"silence instant without offset",
        kShop + "\n[[silences]]\nmonitors = [\"shop\"]\nstart = 2026-12-05T22:00:00\n"
                "end = 2026-12-06T02:00:00Z\n",

@@ -126,3 +126,65 @@ TEST_CASE("ProbeLoop: every attempt stored, one log line per confirmed failure a
 
 }  // namespace
 }  // namespace gatewatch::daemon
+
+namespace gatewatch::daemon {
+namespace {
+
+TEST_CASE("ProbeLoop: the first gateway-class failure probes the upstreams from the same region at once") {
+  Fixture f;
+  const auto local = std::make_shared<const probes::RegionConfig>(probes::RegionConfig{"local", "", {}, ""});
+  auto gateway = std::make_shared<probes::MonitorConfig>();
+  gateway->name = "shop";
+  gateway->regions = {"local"};
+  gateway->upstreams = {"api-1", "api-2", "not-probed-here"};
+  auto api1 = std::make_shared<probes::MonitorConfig>();
+  api1->name = "api-1";
+  api1->regions = {"local"};
+  auto api2 = std::make_shared<probes::MonitorConfig>();
+  api2->name = "api-2";
+  api2->regions = {"eu"};  // not probed from the failing region: no confirmation
+  f.loop.SetTargets({gateway, api1, api2}, {local});
+  f.RunDue();
+  REQUIRE(f.prober.jobs.size() == 1);
+
+  const auto deliver = [&](int status, probes::Emitter emitter, probes::Outcome outcome) {
+    probes::ProbeResult r;
+    r.monitor = "shop";
+    r.region = "local";
+    r.started_at = f.clock.Now();
+    r.confirmed = true;
+    r.http_status = status;
+    r.emitter = emitter;
+    r.outcome = outcome;
+    f.prober.jobs.front().on_result(r);
+  };
+  deliver(502, probes::Emitter::kNginx, probes::Outcome::kHttp502);
+  REQUIRE(f.prober.jobs.size() == 2);
+  const probes::ProbeJob& confirm = f.prober.jobs.back();
+  CHECK(confirm.monitor->name == "api-1");
+  CHECK(confirm.region->name == "local");
+  CHECK(confirm.start_by > f.clock.Steady());
+  CHECK(confirm.start_by <= f.clock.Steady() + 5s);
+  CHECK(f.loop.stats().confirmations.load() == 1);
+
+  // Its result goes where every result goes.
+  probes::ProbeResult upstream;
+  upstream.monitor = "api-1";
+  upstream.region = "local";
+  upstream.confirmed = true;
+  upstream.outcome = probes::Outcome::kConnectRefused;
+  confirm.on_result(upstream);
+  CHECK(f.stored.back().monitor == "api-1");
+
+  deliver(502, probes::Emitter::kNginx, probes::Outcome::kHttp502);  // still failing: no new onset
+  CHECK(f.prober.jobs.size() == 2);
+  deliver(200, probes::Emitter::kNone, probes::Outcome::kOk);
+  deliver(500, probes::Emitter::kApplication, probes::Outcome::kHttp500);  // not gateway-class
+  CHECK(f.prober.jobs.size() == 2);
+  deliver(503, probes::Emitter::kHaproxy, probes::Outcome::kHttp503);  // a new onset
+  CHECK(f.prober.jobs.size() == 3);
+  CHECK(f.loop.stats().confirmations.load() == 2);
+}
+
+}  // namespace
+}  // namespace gatewatch::daemon

@@ -251,6 +251,15 @@ url = "https://hooks.slack.com/services/T000/B000/WEBHOOKSECRET"
       },
       20s));
 
+  REQUIRE(WaitFor(
+      [&] {
+        auto res = client.Get("/api/v1/incidents?open=true");
+        if (!res || res->status != 200) return false;
+        const auto body = nlohmann::json::parse(res->body);
+        return body["incidents"].size() == 1 && body["incidents"][0]["verdict"] == "gateway_fault";
+      },
+      20s));
+
   const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/";
   auto args = ChromiumArgs(dir, "profile-dom");
   args.push_back("--dump-dom");
@@ -262,7 +271,10 @@ url = "https://hooks.slack.com/services/T000/B000/WEBHOOKSECRET"
   INFO("DOM: " << html);
 
   CHECK(Contains(html, "<title>(1 failing) gatewatch status</title>"));
-  CHECK(Contains(html, "No open incidents"));
+  // checkout's gateway answers 502 while its upstream (frontend) is healthy: an open incident
+  // with the verdict gateway_fault, shown above the monitors.
+  CHECK_FALSE(Contains(html, "No open incidents"));
+  CHECK(Contains(html, "class=\"card incident\" data-incident=\"checkout\" data-verdict=\"gateway_fault\""));
   const std::string checkout = Card(html, "checkout");
   CHECK(Contains(checkout, "data-state=\"failing\""));
   CHECK(Contains(checkout, "data-region=\"local\" data-state=\"failing\""));

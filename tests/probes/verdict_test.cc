@@ -580,3 +580,29 @@ TEST_CASE("Verdict: many results in one call") {
 
 }  // namespace
 }  // namespace gatewatch::probes
+
+namespace gatewatch::probes {
+namespace {
+
+TEST_CASE("Verdict: the upstream result closest to the failure stands for it, not a recovery a second later") {
+  // The gateway's last 502 at 60; the upstream was refused at 59 (its regular probe) and at
+  // 60 (the onset confirmation), and is back at 61, inside the confirmation slack. Re-run as
+  // of the last failure (an alert fired): the upstream was down when the 502 happened.
+  const DiagnosisInput in =
+      In({Ok("eu", 0), Nginx502("eu", 58), Nginx502("eu", 60), Ok("eu", 62)},
+         {{"shop-api-1",
+           {UpOk("shop-api-1", "eu", 50), Up("shop-api-1", "eu", 59, Outcome::kConnectRefused),
+            Up("shop-api-1", "eu", 60, Outcome::kConnectRefused), UpOk("shop-api-1", "eu", 61)}}},
+         /*alert_fired=*/true);
+  const Diagnosis d = Diagnose(in);
+  CHECK(d.verdict == Verdict::kUpstreamDown);
+  CHECK(Parsed(d)["upstreams"][0]["latest"]["outcome"] == "connect_refused");
+  // Live, with the failure current: the confirmation right after it is what counts.
+  const DiagnosisInput live = In({Ok("eu", 0), Nginx502("eu", 60)},
+                                 {{"shop-api-1", {UpOk("shop-api-1", "eu", 55),
+                                                  Up("shop-api-1", "eu", 60, Outcome::kConnectRefused)}}});
+  CHECK(Diagnose(live).verdict == Verdict::kUpstreamDown);
+}
+
+}  // namespace
+}  // namespace gatewatch::probes

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -391,6 +392,112 @@ TEST_CASE("Outbox: delivered, rescheduled and given-up messages leave the pendin
     CHECK(PendingOrFail(*store) == 1);
     CHECK_FALSE(store->PruneDelivered(SystemTime::max(), 0).has_value());
   }
+}
+
+TEST_CASE("Outbox: PendingByNotifier and PendingOf give each notifier's line, due or not") {
+  TempDir dir;
+  FakeClock clock;
+  auto store = OpenOrFail(dir.File("gw.db"), clock);
+  auto counts = store->PendingByNotifier();
+  REQUIRE(counts.has_value());
+  CHECK(counts->empty());
+  CHECK(store->PendingOf("slack", 10).value().empty());
+
+  // slack: a message waiting for its retry (not due) comes first all the same.
+  CommitOrFail(*store, {}, {},
+               {Message("slack", "firing", kBaseMs + 60'000, R"({"n":1})"),
+                Message("mail", "firing", kBaseMs), Message("slack", "resolved", kBaseMs),
+                Message("slack", "firing", kBaseMs), Message("mail", "resolved", kBaseMs)});
+  auto all = DueOrFail(*store, SystemTime::max(), 10);
+  REQUIRE(all.size() == 5);
+  RequireOk(store->MarkDelivered(all[3].id, Ms(kBaseMs)));  // slack's third: delivered
+  RequireOk(store->GiveUp(all[4].id, Ms(kBaseMs), "x"));    // mail's second: given up
+
+  counts = store->PendingByNotifier();
+  REQUIRE(counts.has_value());
+  CHECK(*counts == std::map<std::string, int64_t>{{"mail", 1}, {"slack", 2}});
+
+  auto slack = store->PendingOf("slack", 10);
+  REQUIRE(slack.has_value());
+  REQUIRE(slack->size() == 2);
+  CHECK((*slack)[0].id == all[0].id);  // not due before kBaseMs + 60 s, still the head
+  CHECK((*slack)[0].message == R"({"n":1})");
+  CHECK((*slack)[0].next_attempt_at == Ms(kBaseMs + 60'000));
+  CHECK((*slack)[1].id == all[2].id);
+  CHECK((*slack)[1].kind == "resolved");
+  CHECK(store->PendingOf("slack", 1).value().size() == 1);  // limit
+  CHECK(store->PendingOf("slack", 0).value().size() == 1);  // clamped to 1
+  CHECK(store->PendingOf("mail", 10).value().front().id == all[1].id);
+  CHECK(store->PendingOf("nobody", 10).value().empty());
+}
+
+TEST_CASE("Outbox: ActiveAlerts gives the pairs whose newest finished message fired") {
+  TempDir dir;
+  const std::string path = dir.File("gw.db");
+  FakeClock clock;
+  auto store = OpenOrFail(path, clock);
+  auto msg = [](const std::string& notifier, const std::string& kind, const std::string& alert,
+                const std::string& monitor) {
+    OutboxMessage m = Message(notifier, kind, kBaseMs, R"({"kind":")" + kind + R"("})");
+    m.alert = alert;
+    m.monitor = monitor;
+    return m;
+  };
+  // Per (notifier, alert, monitor), in id order; d = delivered, g = given up, p = pending.
+  const std::vector<std::pair<OutboxMessage, char>> rows = {
+      {msg("am", "firing", "a", "m1"), 'd'},     // a/m1: active
+      {msg("am", "firing", "a", "m2"), 'd'},     // a/m2: ended by ...
+      {msg("am", "resolved", "a", "m2"), 'd'},   // ... its delivered resolved
+      {msg("am", "firing", "b", "m1"), 'd'},     // b/m1: active, the reminder is newest
+      {msg("am", "reminder", "b", "m1"), 'd'},   //
+      {msg("am", "firing", "c", "m1"), 'd'},     // c/m1: active, its resolved still pending
+      {msg("am", "resolved", "c", "m1"), 'p'},   //
+      {msg("am", "firing", "d", "m1"), 'd'},     // d/m1: ended by ...
+      {msg("am", "resolved", "d", "m1"), 'g'},   // ... a given-up resolved
+      {msg("am", "firing", "e", "m1"), 'g'},     // e/m1: never arrived
+      {msg("am", "firing", "f", "m1"), 'd'},     // f/m1: active, test messages do not count
+      {msg("am", "test", "f", "m1"), 'd'},       //
+      {msg("am", "firing", "g", "m1"), 'p'},     // g/m1: not delivered yet
+      {msg("other", "firing", "a", "m1"), 'd'},  // a notifier not asked for
+      {msg("am2", "firing", "a", "m1"), 'd'},    // a second notifier
+  };
+  std::vector<OutboxMessage> enqueue;
+  for (const auto& [m, state] : rows) enqueue.push_back(m);
+  CommitOrFail(*store, {}, {}, enqueue);
+  auto stored = DueOrFail(*store, SystemTime::max(), kMaxDueLimit);
+  REQUIRE(stored.size() == rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (rows[i].second == 'd') RequireOk(store->MarkDelivered(stored[i].id, Ms(kBaseMs + 1)));
+    if (rows[i].second == 'g') RequireOk(store->GiveUp(stored[i].id, Ms(kBaseMs + 1), "x"));
+  }
+
+  auto describe = [](const std::vector<OutboxMessage>& ms) {
+    std::string out;
+    for (const auto& m : ms) {
+      out += m.notifier + ":" + m.alert + "/" + m.monitor + ":" + m.kind + " ";
+    }
+    return out;
+  };
+  const std::vector<std::string> am = {"am"};
+  auto active = store->ActiveAlerts(am);
+  REQUIRE(active.has_value());
+  CHECK(describe(*active) == "am:a/m1:firing am:b/m1:reminder am:c/m1:firing am:f/m1:firing ");
+  CHECK((*active)[1].message == R"({"kind":"reminder"})");
+  const std::vector<std::string> both = {"am", "am2"};
+  active = store->ActiveAlerts(both);
+  REQUIRE(active.has_value());
+  CHECK(describe(*active) ==
+        "am:a/m1:firing am:b/m1:reminder am:c/m1:firing am:f/m1:firing am2:a/m1:firing ");
+  active = store->ActiveAlerts({});
+  REQUIRE(active.has_value());
+  CHECK(active->empty());
+
+  // Pruned history is gone: a pair whose rows were pruned is no longer active.
+  auto pruned = store->PruneDelivered(SystemTime::max(), kMaxDueLimit);
+  REQUIRE(pruned.has_value());
+  active = store->ActiveAlerts(am);
+  REQUIRE(active.has_value());
+  CHECK(active->empty());
 }
 
 // The child of the crash test: commits one state change and two messages per step, reporting

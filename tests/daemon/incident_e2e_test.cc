@@ -1,0 +1,234 @@
+// Diagnosis through the daemon (issue "Diagnosis"): the gatewatch binary watches a real nginx
+// in front of upstreams on loopback. Incidents open with the verdict of SPEC section 6, the
+// verdict changes as the evidence does, incidents close on recovery, the verdict is a metric
+// and every chat message (Slack, recorded by a local receiver) leads with it. The messages are
+// printed: they are quoted in the closing note.
+#include <httplib.h>
+
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include <set>
+
+#include "fleet/raw_server.h"
+#include "tests/support/gateways.h"
+#include "tests/support/listen_port.h"
+#include "tests/support/process.h"
+#include "tests/support/temp_dir.h"
+#include "tests/support/wait.h"
+#include "tests/support/webhook_receiver.h"
+
+namespace gatewatch::daemon {
+namespace {
+
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+using testing::ReadFile;
+using testing::WaitFor;
+
+// gatewatch run on a config; the API port from its log.
+struct Daemon {
+  testing::TempDir& dir;
+  testing::Process process;
+  int port = 0;
+
+  Daemon(testing::TempDir& d, const std::string& toml)
+      : dir(d),
+        process({GATEWATCH_BINARY, "run", "--config", d.Write("gatewatch.toml", toml)}, d.File("out.log"),
+                d.File("err.log")) {
+    port = testing::WaitForListenPort(d.File("err.log"));
+    REQUIRE_MESSAGE(port > 0, ReadFile(d.File("err.log")));
+  }
+  ~Daemon() {
+    process.Signal(SIGTERM);
+    process.Wait(20s);
+  }
+  std::string Log() const { return ReadFile(dir.File("err.log")); }
+  std::string Get(const std::string& path) {
+    httplib::Client c("127.0.0.1", port);
+    c.set_read_timeout(5);
+    auto r = c.Get(path);
+    return r && r->status == 200 ? r->body : "";
+  }
+  json Incidents(const std::string& query = "") {
+    const std::string body = Get("/api/v1/incidents" + query);
+    return body.empty() ? json::object({{"incidents", json::array()}}) : json::parse(body);
+  }
+};
+
+std::string Header(const std::string& db) {
+  return "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = \"" + db +
+         "\"\n[defaults]\ninterval = \"1s\"\ntimeout = \"800ms\"\nretries = 0\n\n";
+}
+
+std::string Monitor(const std::string& name, const std::string& url, const std::string& upstreams = "") {
+  return "[[monitors]]\nname = \"" + name + "\"\nurl = \"" + url + "\"\n" +
+         (upstreams.empty() ? "" : "upstreams = [" + upstreams + "]\n") + "\n";
+}
+
+std::string Slack(const testing::WebhookReceiver& hook) {
+  return "[[notifiers]]\nname = \"chat\"\ntype = \"slack\"\nurl = \"" + hook.Url("/slack") + "\"\nmin_interval = \"0s\"\n";
+}
+
+// The Slack message as a reader sees it: fallback text, then every block's text and fields.
+std::string SlackText(const std::string& body) {
+  const json m = json::parse(body);
+  std::string out = m.value("text", "");
+  for (const json& b : m["blocks"]) {
+    if (b.contains("text")) out += "\n" + b["text"].value("text", "");
+    if (b.contains("fields")) {
+      for (const json& f : b["fields"]) out += "\n" + f.value("text", "");
+    }
+  }
+  return out;
+}
+
+std::string FiringText(const testing::WebhookReceiver& hook) {
+  for (const auto& r : hook.Delivered()) {
+    const std::string text = SlackText(r.body);
+    if (text.find("FIRING") != std::string::npos) return text;
+  }
+  return "";
+}
+
+TEST_CASE("Incident e2e: upstream killed behind nginx -> upstream_down, in the chat message and the metric") {
+  fleet::RawHttpServer api;
+  testing::NginxGateway nginx({{.location = "/", .servers = {static_cast<uint16_t>(api.port())}}});
+  testing::WebhookReceiver hook;
+  testing::TempDir dir;
+  Daemon gw(dir, Header(dir.File("gw.db")) + Monitor("shop", nginx.Url("/healthz"), "\"shop-api-1\"") +
+                     Monitor("shop-api-1", api.Url("/healthz")) +
+                     "[[alerts]]\nname = \"shop-502\"\nmonitors = [\"shop\"]\nkind = \"status_rate\"\ncodes = [502]\n"
+                     "above = 0.2\nwindow = \"10s\"\nmin_samples = 3\nfor = \"0s\"\nbelow = 0.05\n"
+                     "resolve_for = \"2s\"\nseverity = \"critical\"\nnotify = [\"chat\"]\n\n" +
+                     Slack(hook));
+  REQUIRE(WaitFor([&] { return api.RequestCount("/healthz") >= 8; }, 30s));
+  CHECK(gw.Incidents("?monitor=shop")["incidents"].empty());
+
+  REQUIRE(api.SetRefusing(true));
+  REQUIRE_MESSAGE(WaitFor([&] { return !FiringText(hook).empty(); }, 40s), gw.Log());
+  const std::string firing = FiringText(hook);
+  MESSAGE("upstream_down chat message (Slack):\n" << firing);
+  CHECK(firing.find("upstream_down") != std::string::npos);
+  CHECK(firing.find("upstream shop-api-1 refuses connections (connect_refused)") != std::string::npos);
+  CHECK(firing.find("nginx") != std::string::npos);
+  // The incident and its metric.
+  REQUIRE(WaitFor([&] {
+    const json open = gw.Incidents("?open=true&monitor=shop");
+    return open["incidents"].size() == 1 && open["incidents"][0]["verdict"] == "upstream_down";
+  }, 20s));
+  CHECK(gw.Get("/metrics").find("gatewatch_incident_open{monitor=\"shop\",verdict=\"upstream_down\"} 1") !=
+        std::string::npos);
+
+  REQUIRE(api.SetRefusing(false));
+  REQUIRE_MESSAGE(WaitFor([&] {
+    const json all = gw.Incidents("?monitor=shop");
+    return all["incidents"].size() == 1 && !all["incidents"][0]["closed_at"].is_null();
+  }, 60s), gw.Log());
+  const json closed = gw.Incidents("?monitor=shop")["incidents"][0];
+  INFO("closed incident: " << closed.dump());
+  CHECK(closed["verdict"] == "upstream_down");  // the root cause stays: an alert fired
+  CHECK(closed["alert_fired"] == true);
+  CHECK(closed["peak_ratio"].get<double>() > 0.2);
+  CHECK(closed["evidence"]["upstreams"][0]["name"] == "shop-api-1");
+  CHECK(gw.Get("/metrics").find("gatewatch_incident_open{") == std::string::npos);
+  // The resolved message names the root cause.
+  REQUIRE(WaitFor([&] { return hook.Delivered().size() >= 2; }, 30s));
+  CHECK(SlackText(hook.Delivered().back().body).find("upstream_down") != std::string::npos);
+}
+
+TEST_CASE("Incident e2e: nginx pointed at a wrong port while the upstream is healthy -> gateway_fault") {
+  fleet::RawHttpServer api;
+  testing::NginxGateway nginx({{.location = "/", .servers = {testing::FreePort()}}});
+  testing::WebhookReceiver hook;
+  testing::TempDir dir;
+  Daemon gw(dir, Header(dir.File("gw.db")) + Monitor("shop", nginx.Url("/healthz"), "\"shop-api-1\"") +
+                     Monitor("shop-api-1", api.Url("/healthz")) +
+                     "[[alerts]]\nname = \"shop-502\"\nmonitors = [\"shop\"]\nkind = \"status_rate\"\ncodes = [502]\n"
+                     "above = 0.2\nwindow = \"10s\"\nmin_samples = 3\nfor = \"0s\"\nseverity = \"critical\"\n"
+                     "notify = [\"chat\"]\n\n" +
+                     Slack(hook));
+  REQUIRE_MESSAGE(WaitFor([&] { return !FiringText(hook).empty(); }, 40s), gw.Log());
+  const std::string firing = FiringText(hook);
+  MESSAGE("gateway_fault chat message (Slack):\n" << firing);
+  CHECK(firing.find("gateway_fault") != std::string::npos);
+  CHECK(firing.find("shop-api-1") != std::string::npos);
+  const json open = gw.Incidents("?open=true&monitor=shop");
+  REQUIRE(open["incidents"].size() == 1);
+  CHECK(open["incidents"][0]["verdict"] == "gateway_fault");
+}
+
+TEST_CASE("Incident e2e: one of two upstreams down behind nginx's pool -> partial_upstream_failure while it answers 200") {
+  fleet::RawHttpServer api1, api2;
+  testing::NginxGateway nginx(
+      {{.location = "/", .servers = {static_cast<uint16_t>(api1.port()), static_cast<uint16_t>(api2.port())}}});
+  testing::WebhookReceiver hook;
+  testing::TempDir dir;
+  Daemon gw(dir, Header(dir.File("gw.db")) + Monitor("shop", nginx.Url("/healthz"), "\"shop-api-1\", \"shop-api-2\"") +
+                     Monitor("shop-api-1", api1.Url("/healthz")) + Monitor("shop-api-2", api2.Url("/healthz")) +
+                     "[[alerts]]\nname = \"api-down\"\nmonitors = [\"shop-api-*\"]\nkind = \"down\"\nafter = 2\n"
+                     "for = \"0s\"\nseverity = \"warning\"\nnotify = [\"chat\"]\n\n" +
+                     Slack(hook));
+  REQUIRE(WaitFor([&] { return api1.RequestCount("/healthz") >= 4 && api2.RequestCount("/healthz") >= 4; }, 30s));
+  REQUIRE(api1.SetRefusing(true));
+  REQUIRE_MESSAGE(WaitFor([&] {
+    const json open = gw.Incidents("?open=true&monitor=shop");
+    return open["incidents"].size() == 1 && open["incidents"][0]["verdict"] == "partial_upstream_failure";
+  }, 40s), gw.Log());
+  REQUIRE_MESSAGE(WaitFor([&] { return !FiringText(hook).empty(); }, 30s), gw.Log());
+  const std::string firing = FiringText(hook);
+  MESSAGE("partial_upstream_failure chat message (Slack):\n" << firing);
+  CHECK(firing.find("partial_upstream_failure") != std::string::npos);
+  CHECK(firing.find("shop-api-1") != std::string::npos);
+  // The gateway itself still answers 200: its state is ok.
+  const json shop = json::parse(gw.Get("/api/v1/monitors/shop"));
+  CHECK(shop["state"] == "ok");
+  CHECK(gw.Get("/metrics").find("gatewatch_incident_open{monitor=\"shop\",verdict=\"partial_upstream_failure\"} 1") !=
+        std::string::npos);
+  CHECK(gw.Get("/").find("data-verdict=\"partial_upstream_failure\"") != std::string::npos);  // status page
+}
+
+TEST_CASE("Incident e2e: a blip is transient, the verdict changes within the incident, and it closes on recovery") {
+  fleet::RawHttpServer api;
+  testing::NginxGateway nginx({{.location = "/", .servers = {static_cast<uint16_t>(api.port())}}});
+  testing::TempDir dir;
+  // An alert that cannot fire (min_samples above what the window holds): incidents only. Its
+  // window (60 s) and resolve_for (8 s) set the transient limit and the close delay.
+  Daemon gw(dir, Header(dir.File("gw.db")) + Monitor("shop", nginx.Url("/healthz"), "\"shop-api-1\"") +
+                     Monitor("shop-api-1", api.Url("/healthz")) +
+                     "[[alerts]]\nname = \"shop-502\"\nmonitors = [\"shop\"]\nkind = \"status_rate\"\ncodes = [502]\n"
+                     "above = 0.5\nwindow = \"60s\"\nmin_samples = 1000\nfor = \"0s\"\nresolve_for = \"8s\"\n"
+                     "notify = []\n");
+  REQUIRE(WaitFor([&] { return api.RequestCount("/healthz") >= 6; }, 30s));
+  std::set<std::string> seen;
+  const auto verdict = [&] {
+    const json all = gw.Incidents("?monitor=shop");
+    if (all["incidents"].empty()) return std::string();
+    const std::string v = all["incidents"][0]["verdict"];
+    seen.insert(v);
+    return v;
+  };
+  REQUIRE(api.SetRefusing(true));  // down ...
+  REQUIRE_MESSAGE(WaitFor([&] { return verdict() == "upstream_down"; }, 20s), gw.Log());
+  const int64_t id = gw.Incidents("?monitor=shop")["incidents"][0]["id"];
+  REQUIRE(api.SetRefusing(false));  // ... and back within seconds: a blip so far
+  REQUIRE_MESSAGE(WaitFor([&] { return verdict() == "transient"; }, 20s), gw.Log());
+  REQUIRE(api.SetRefusing(true));  // down again before the incident closed
+  REQUIRE_MESSAGE(WaitFor([&] { return verdict() == "upstream_down"; }, 20s), gw.Log());
+  const json during = gw.Incidents("?monitor=shop");
+  REQUIRE(during["incidents"].size() == 1);  // the same incident: its verdict changed
+  CHECK(during["incidents"][0]["id"] == id);
+  CHECK(during["incidents"][0]["first_verdict"] != "transient");
+  REQUIRE(api.SetRefusing(false));
+  REQUIRE_MESSAGE(WaitFor([&] { return !gw.Incidents("?monitor=shop")["incidents"][0]["closed_at"].is_null(); }, 40s), gw.Log());
+  const json closed = gw.Incidents("?monitor=shop")["incidents"][0];
+  CHECK(closed["id"] == id);
+  CHECK(closed["verdict"] == "transient");  // over within the alert window, no alert fired
+  CHECK(closed["alert_fired"] == false);
+  CHECK(seen.contains("transient"));
+  CHECK(seen.contains("upstream_down"));
+  CHECK(gw.Incidents("?open=true&monitor=shop")["incidents"].empty());
+}
+
+}  // namespace
+}  // namespace gatewatch::daemon
