@@ -16,25 +16,37 @@ namespace {
 
 using std::chrono::microseconds;
 
-constexpr int kWindowBuckets = 60;
+constexpr int kRateBuckets = 60;     // status_rate windows: 1/60 of the window per bucket
+constexpr int kLatencyBuckets = 20;  // latency windows: each bucket holds a histogram
 
-// Counts over a sliding window in kWindowBuckets time buckets with running totals: adding
-// a result and expiring old buckets are constant work, whatever the window's size.
+// What a window counts: nothing (down, cert_expiry), matches (status_rate), or latencies.
+enum class Counting : uint8_t { kNothing, kMatches, kLatencies };
+
+// Counts over a sliding window in time buckets with running totals: adding a result and
+// expiring old buckets are constant work, whatever the window's size. Memory per window:
+// ~1.5 KB for a status_rate window, ~1.4 KB for a latency one (uint32 histograms), none for
+// down and cert_expiry (10,000 monitors x 2 regions x 3 rules: ~60 MB at most).
 class Window {
  public:
-  // Buckets of window/60, at least 1 s wide: a window under a minute has fewer buckets.
-  explicit Window(Duration window)
-      : width_(std::max<Duration>(Duration(1000), window / kWindowBuckets)),
-        buckets_(std::clamp<int64_t>(window / width_, 1, kWindowBuckets)) {}
+  // Buckets at least 1 s wide: a window under a minute has fewer buckets.
+  Window(Duration window, Counting counting) {
+    if (counting == Counting::kNothing) return;
+    const int most = counting == Counting::kLatencies ? kLatencyBuckets : kRateBuckets;
+    width_ = std::max<Duration>(Duration(1000), window / most);
+    buckets_ = std::clamp<int64_t>(window / width_, 1, most);
+    ring_.resize(static_cast<size_t>(buckets_));
+    if (counting == Counting::kLatencies) latency_ring_.resize(static_cast<size_t>(buckets_));
+  }
 
   void Add(SystemTime t, bool match, std::optional<microseconds> latency, SystemTime now) {
+    if (ring_.empty()) return;
     Expire(now);
     const int64_t index = IndexOf(t);
     if (index <= IndexOf(now) - buckets_ || index > IndexOf(now) + 1) return;  // outside
-    Bucket& b = ring_[static_cast<size_t>(Mod(index))];
+    const size_t slot = static_cast<size_t>(Mod(index));
+    Bucket& b = ring_[slot];
     if (b.index != index) {
-      Subtract(b);
-      b = Bucket{};
+      Clear(slot);
       b.index = index;
     }
     ++b.total;
@@ -43,22 +55,21 @@ class Window {
       ++b.match;
       ++match_;
     }
-    if (latency) {
+    if (latency && !latency_ring_.empty()) {
       const size_t i = storage::LatencyBucket(*latency);
-      ++b.latency[i];
+      ++latency_ring_[slot][i];
       ++latency_[i];
-      ++b.latency_count;
       ++latency_count_;
     }
   }
 
   void Expire(SystemTime now) {
+    if (ring_.empty()) return;
     const int64_t oldest = IndexOf(now) - buckets_ + 1;
-    for (Bucket& b : ring_) {
-      if (b.index != kEmpty && b.index < oldest) {
-        Subtract(b);
-        b = Bucket{};
-      }
+    if (oldest <= expired_before_) return;  // nothing new can have aged out since last time
+    expired_before_ = oldest;
+    for (size_t slot = 0; slot < ring_.size(); ++slot) {
+      if (ring_[slot].index != kEmpty && ring_[slot].index < oldest) Clear(slot);
     }
   }
 
@@ -87,11 +98,10 @@ class Window {
   static constexpr int64_t kEmpty = std::numeric_limits<int64_t>::min();
   struct Bucket {
     int64_t index = kEmpty;
-    int64_t total = 0;
-    int64_t match = 0;
-    int64_t latency_count = 0;
-    std::array<int64_t, storage::kLatencyBuckets> latency{};
+    uint32_t total = 0;
+    uint32_t match = 0;
   };
+  using Histogram = std::array<uint32_t, storage::kLatencyBuckets>;
 
   int64_t IndexOf(SystemTime t) const {
     const int64_t ms = std::chrono::duration_cast<Duration>(t.time_since_epoch()).count();
@@ -99,21 +109,41 @@ class Window {
     return ms >= 0 ? ms / w : (ms - w + 1) / w;
   }
   int64_t Mod(int64_t i) const { return ((i % buckets_) + buckets_) % buckets_; }
-  void Subtract(const Bucket& b) {
+  // Takes a bucket out of the running totals and empties it.
+  void Clear(size_t slot) {
+    Bucket& b = ring_[slot];
     total_ -= b.total;
     match_ -= b.match;
-    latency_count_ -= b.latency_count;
-    for (size_t i = 0; i < latency_.size(); ++i) latency_[i] -= b.latency[i];
+    b = Bucket{};
+    if (latency_ring_.empty()) return;
+    Histogram& h = latency_ring_[slot];
+    for (size_t i = 0; i < h.size(); ++i) {
+      latency_[i] -= h[i];
+      latency_count_ -= h[i];
+    }
+    h = Histogram{};
   }
 
-  Duration width_;
-  int64_t buckets_;
-  std::array<Bucket, kWindowBuckets> ring_{};
+  Duration width_{1000};
+  int64_t buckets_ = 1;
+  int64_t expired_before_ = std::numeric_limits<int64_t>::min();  // buckets below it are gone
+  std::vector<Bucket> ring_;           // empty: counts nothing
+  std::vector<Histogram> latency_ring_;  // latency windows only
   int64_t total_ = 0;
   int64_t match_ = 0;
   int64_t latency_count_ = 0;
   std::array<int64_t, storage::kLatencyBuckets> latency_{};
 };
+
+Counting CountingOf(AlertKind kind) {
+  switch (kind) {
+    case AlertKind::kStatusRate: return Counting::kMatches;
+    case AlertKind::kLatency: return Counting::kLatencies;
+    case AlertKind::kDown:
+    case AlertKind::kCertExpiry: return Counting::kNothing;
+  }
+  return Counting::kNothing;
+}
 
 std::optional<microseconds> Phase(const probes::PhaseTimings& p, std::string_view name) {
   if (name == "resolve") return p.resolve;
@@ -169,7 +199,7 @@ std::string_view ToString(AlertEvent::Kind k) {
 
 struct Evaluator::Pair {
   struct Region {
-    explicit Region(Duration window) : counts(window) {}
+    Region(Duration window, Counting counting) : counts(window, counting) {}
     Window counts;
     int consecutive_failures = 0;
     probes::Outcome last_failure = probes::Outcome::kOk;
@@ -195,7 +225,7 @@ struct Evaluator::Pair {
 
   Region& RegionOf(const std::string& name) {
     auto it = regions.find(name);
-    if (it == regions.end()) it = regions.emplace(name, Region(rule->window)).first;
+    if (it == regions.end()) it = regions.emplace(name, Region(rule->window, CountingOf(rule->kind))).first;
     return it->second;
   }
 };
@@ -208,10 +238,8 @@ struct Measure {
   bool clear = true;   // resolve (the lower threshold)
   double worst = 0;
   int64_t samples = 0;
-  std::vector<std::string> regions_above;
-  std::map<std::string, double> region_ratio;
-  std::string summary;
-  std::string value;  // the measurement as text when it is not a share
+  std::vector<std::string> regions_above;  // usually empty: no allocation when healthy
+  std::string_view outcome;                // down: the last failure's outcome
 };
 
 }  // namespace
@@ -407,6 +435,50 @@ std::vector<AlertEvent> Evaluator::Tick(SystemTime now) {
   return events;
 }
 
+namespace {
+
+// The texts of an event (summary and value), built only when one is emitted: evaluation runs
+// for every result and must not format strings.
+void Describe(const AlertRule& rule, const std::string& monitor, const Measure& m,
+              std::optional<SystemTime> cert_expiry, SystemTime now, std::string* summary, std::string* value) {
+  const std::string where = m.regions_above.empty() ? "" : " in " + Join(m.regions_above);
+  switch (rule.kind) {
+    case AlertKind::kStatusRate:
+    case AlertKind::kLatency: {
+      const bool rate = rule.kind == AlertKind::kStatusRate;
+      std::string codes;
+      for (int code : rule.codes) codes += (codes.empty() ? "" : "/") + std::to_string(code);
+      const std::string what =
+          rate ? (rule.count_gateway_error ? std::string("gateway error rate") : "status " + codes + " rate")
+               : "p" + std::to_string(static_cast<int>(rule.percentile)) + " " + rule.phase;
+      const std::string measured =
+          rate ? Percent(m.worst) + " of " + std::to_string(m.samples) + " probes" : Seconds(m.worst);
+      if (!rate) *value = Seconds(m.worst);
+      const std::string limit =
+          rate ? Percent(rule.above) : Seconds(std::chrono::duration<double>(rule.latency_above).count());
+      *summary = monitor + ": " + what + " " + measured + " over " + FormatDuration(rule.window) + where +
+                 " (threshold " + limit + ")";
+      return;
+    }
+    case AlertKind::kDown:
+      *value = std::to_string(static_cast<int>(m.worst)) + " failures in a row";
+      *summary = monitor + " down: " + std::to_string(static_cast<int>(m.worst)) + " consecutive failed probes" +
+                 (m.outcome.empty() ? "" : " (" + std::string(m.outcome) + ")") + where;
+      return;
+    case AlertKind::kCertExpiry: {
+      if (!cert_expiry) return;
+      char days[32];
+      std::snprintf(days, sizeof days, "%.1f days left", m.worst);
+      *value = days;
+      *summary = monitor + ": TLS certificate expires " + FormatTime(*cert_expiry) + " (in " +
+                 FormatDuration(std::max(Duration(0), std::chrono::duration_cast<Duration>(*cert_expiry - now))) + ")";
+      return;
+    }
+  }
+}
+
+}  // namespace
+
 std::vector<AlertEvent> Evaluator::Evaluate(Pair& pair, SystemTime now) {
   const AlertRule& rule = *pair.rule;
   const auto persisted = [](const Pair& p) {
@@ -419,18 +491,21 @@ std::vector<AlertEvent> Evaluator::Evaluate(Pair& pair, SystemTime now) {
     case AlertKind::kStatusRate:
     case AlertKind::kLatency: {
       const bool rate = rule.kind == AlertKind::kStatusRate;
+      const double hi = rate ? rule.above : std::chrono::duration<double>(rule.latency_above).count();
+      const double lo = rate ? rule.below : std::chrono::duration<double>(rule.latency_below).count();
       bool any_verdict = false;
       for (auto& [name, region] : pair.regions) {
         region.counts.Expire(now);
         const int64_t n = rate ? region.counts.total() : region.counts.latency_count();
-        if (n == 0) continue;
+        if (n == 0) {
+          pair.region_ratio.erase(name);
+          continue;
+        }
         const double value = rate ? static_cast<double>(region.counts.match()) / static_cast<double>(n)
                                   : region.counts.LatencyQuantile(rule.percentile / 100.0);
-        m.region_ratio[name] = value;
+        pair.region_ratio[name] = value;
         if (n < rule.min_samples) continue;  // no verdict on too few probes
         any_verdict = true;
-        const double hi = rate ? rule.above : std::chrono::duration<double>(rule.latency_above).count();
-        const double lo = rate ? rule.below : std::chrono::duration<double>(rule.latency_below).count();
         if (value > hi) {
           ++above;
           m.regions_above.push_back(name);
@@ -444,37 +519,21 @@ std::vector<AlertEvent> Evaluator::Evaluate(Pair& pair, SystemTime now) {
       m.bad = above >= rule.min_regions;
       m.clear = still < rule.min_regions;
       m.hold = !any_verdict;
-      std::string codes;
-      for (int code : rule.codes) codes += (codes.empty() ? "" : "/") + std::to_string(code);
-      const std::string what =
-          rate ? (rule.count_gateway_error ? std::string("gateway error rate") : "status " + codes + " rate")
-               : "p" + std::to_string(static_cast<int>(rule.percentile)) + " " + rule.phase;
-      const std::string value = rate ? Percent(m.worst) + " of " + std::to_string(m.samples) + " probes"
-                                     : Seconds(m.worst);
-      if (!rate) m.value = Seconds(m.worst);
-      const std::string limit = rate ? Percent(rule.above) : Seconds(std::chrono::duration<double>(rule.latency_above).count());
-      m.summary = pair.monitor + ": " + what + " " + value + " over " + FormatDuration(rule.window) +
-                  (m.regions_above.empty() ? "" : " in " + Join(m.regions_above)) + " (threshold " + limit + ")";
       break;
     }
     case AlertKind::kDown: {
-      std::string outcome;
       for (auto& [name, region] : pair.regions) {
-        m.region_ratio[name] = region.consecutive_failures;
+        pair.region_ratio[name] = region.consecutive_failures;
         if (region.consecutive_failures >= rule.after) {
           ++above;
           m.regions_above.push_back(name);
-          outcome = std::string(probes::ToString(region.last_failure));
+          m.outcome = probes::ToString(region.last_failure);
           m.worst = std::max<double>(m.worst, region.consecutive_failures);
         }
       }
       m.bad = above >= rule.min_regions;
       m.clear = !m.bad;
       m.samples = static_cast<int64_t>(m.worst);
-      m.value = std::to_string(static_cast<int>(m.worst)) + " failures in a row";
-      m.summary = pair.monitor + " down: " + std::to_string(static_cast<int>(m.worst)) +
-                  " consecutive failed probes" + (outcome.empty() ? "" : " (" + outcome + ")") +
-                  (m.regions_above.empty() ? "" : " in " + Join(m.regions_above));
       break;
     }
     case AlertKind::kCertExpiry: {
@@ -482,11 +541,6 @@ std::vector<AlertEvent> Evaluator::Evaluate(Pair& pair, SystemTime now) {
         const auto left = *pair.cert_expiry - now;
         m.worst = std::chrono::duration<double>(left).count() / 86400.0;  // days left
         m.bad = left < rule.within;
-        char days[32];
-        std::snprintf(days, sizeof days, "%.1f days left", m.worst);
-        m.value = days;
-        m.summary = pair.monitor + ": TLS certificate expires " + FormatTime(*pair.cert_expiry) + " (in " +
-                    FormatDuration(std::max(Duration(0), std::chrono::duration_cast<Duration>(left))) + ")";
       }
       m.hold = !pair.cert_expiry;
       m.clear = !m.bad;
@@ -494,8 +548,7 @@ std::vector<AlertEvent> Evaluator::Evaluate(Pair& pair, SystemTime now) {
     }
   }
   pair.ratio = m.worst;
-  pair.region_ratio = m.region_ratio;
-  pair.silenced = MonitorSilenced(silences_, pair.monitor, now);
+  pair.silenced = !silences_.empty() && MonitorSilenced(silences_, pair.monitor, now);
 
   std::vector<AlertEvent> events;
   const auto emit = [&](AlertEvent::Kind kind) {
@@ -509,11 +562,10 @@ std::vector<AlertEvent> Evaluator::Evaluate(Pair& pair, SystemTime now) {
     e.firing_since = pair.firing_since;
     e.rule_kind = rule.kind;
     e.ratio = m.worst;
-    e.value = m.value;
     e.samples = m.samples;
+    Describe(rule, pair.monitor, m, pair.cert_expiry, now, &e.summary, &e.value);
     e.regions_above = m.regions_above;
     for (const auto& [name, counted] : pair.emitters) e.emitters[name] = counted.first;
-    e.summary = m.summary;
     events.push_back(std::move(e));
     pair.last_notified = now;
   };
