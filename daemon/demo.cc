@@ -38,7 +38,7 @@ std::string DemoConfig(const fleet::DemoFleet& fleet, const std::string& listen,
           "codes = [502]\nabove = 0.2\nwindow = \"1m\"\nmin_samples = 3\nfor = \"0s\"\n"
           "resolve_for = \"15s\"\nnotify = [\"console\"]\n\n";
   toml += "[[alerts]]\nname = \"api-down\"\nmonitors = [\"api-*\"]\nkind = \"down\"\nafter = 2\n"
-          "for = \"0s\"\nnotify = [\"console\"]\n\n";
+          "for = \"0s\"\nresolve_for = \"5s\"\nnotify = [\"console\"]\n\n";
   toml += "[[notifiers]]\nname = \"console\"\ntype = \"console\"\n";
   return toml;
 }
