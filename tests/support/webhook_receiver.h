@@ -25,7 +25,7 @@ class WebhookReceiver {
   struct Answer {
     int status = 200;
     std::string body = "ok";
-    std::string retry_after;                      // Retry-After header when not empty
+    std::string retry_after{};                    // Retry-After header when not empty
     std::chrono::milliseconds delay{0};           // before answering (a hanging receiver)
   };
   struct Request {
