@@ -24,9 +24,12 @@ commands:
                            a gateway and two upstreams on loopback that fail on purpose,
                            watched by the daemon (temporary database); Ctrl-C stops
   run --config FILE        run the daemon (SIGHUP reloads, SIGTERM stops)
-  check URL [--upstream URL]... [--region NAME --config FILE] [--json]
-                           probe now: phases, outcome, responder fingerprint, TLS facts;
-                           exit 0 only when the target and every upstream are healthy
+  check URL [--upstream URL]... [--region NAME]... [--config FILE] [--json]
+                           probe the target and its upstreams once now from each region
+                           and state the diagnosis verdict with its evidence (phases,
+                           outcome, responder fingerprint, TLS facts per probe); exit 0
+                           only when the verdict is healthy. One probe each: the verdict
+                           is the current state (never transient, which needs history)
   validate --config FILE   check a config file; print a summary, or every error
   notify-test --config FILE --notifier NAME
                            send a sample firing and resolved message through one
@@ -37,7 +40,8 @@ options:
   -c, --config FILE        the TOML config file
   --notifier NAME          (notify-test) a [[notifiers]] name of the config
   --upstream URL           (check) an upstream behind the target; repeatable
-  --region NAME            (check) probe from this region of the config (proxy, resolvers)
+  --region NAME            (check) probe from this region of the config (proxy, resolvers);
+                           repeatable; default: the config's own region (server.region)
   --timeout DURATION       (check) whole-probe limit, e.g. "5s" (default: the config's)
   --ca-file FILE           (check) CA bundle to verify with (default: the system's)
   --insecure               (check) do not verify TLS certificates
@@ -55,13 +59,13 @@ struct Parsed {
   std::vector<std::string> positional;  // the command, then its arguments
   std::optional<std::string> config;
   std::optional<std::string> log_level;
-  std::optional<std::string> region;
   std::optional<std::string> timeout;
   std::optional<std::string> ca_file;
   std::optional<std::string> listen;
   std::optional<std::string> phase;
   std::optional<std::string> notifier;
   std::vector<std::string> upstreams;
+  std::vector<std::string> regions;  // check: repeatable
   bool json = false;
   bool keep = false;
   bool insecure = false;
@@ -72,7 +76,7 @@ struct Parsed {
 std::optional<std::string> Parse(const std::vector<std::string>& args, Parsed& p) {
   const std::map<std::string, std::optional<std::string> Parsed::*> valued = {
       {"--config", &Parsed::config},   {"-c", &Parsed::config},
-      {"--log-level", &Parsed::log_level}, {"--region", &Parsed::region},
+      {"--log-level", &Parsed::log_level},
       {"--timeout", &Parsed::timeout}, {"--ca-file", &Parsed::ca_file},
       {"--listen", &Parsed::listen},   {"--phase", &Parsed::phase},
       {"--notifier", &Parsed::notifier}};
@@ -96,10 +100,10 @@ std::optional<std::string> Parse(const std::vector<std::string>& args, Parsed& p
       auto v = value();
       if (!v) return flag + " needs a value";
       p.*(it->second) = *v;
-    } else if (flag == "--upstream") {
+    } else if (flag == "--upstream" || flag == "--region") {
       auto v = value();
-      if (!v) return "--upstream needs a URL";
-      p.upstreams.push_back(*v);
+      if (!v) return flag + (flag == "--upstream" ? " needs a URL" : " needs a value");
+      (flag == "--upstream" ? p.upstreams : p.regions).push_back(*v);
     } else if (!flag.empty() && flag[0] == '-') {
       return "unknown option " + flag;
     } else {
@@ -146,7 +150,7 @@ int RunCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
   if (command.empty()) return Usage(err, "no command given");
   const size_t max_args = command == "check" ? 2 : 1;
   if (p.positional.size() > max_args) return Usage(err, "unexpected argument " + p.positional[max_args]);
-  if (command != "check" && (!p.upstreams.empty() || p.region || p.timeout || p.ca_file || p.json || p.insecure)) {
+  if (command != "check" && (!p.upstreams.empty() || !p.regions.empty() || p.timeout || p.ca_file || p.json || p.insecure)) {
     return Usage(err, "--upstream, --region, --timeout, --ca-file, --json and --insecure go with check");
   }
   if (command != "demo" && (p.listen || p.phase || p.keep)) {
@@ -188,7 +192,7 @@ int RunCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
     o.url = p.positional[1];
     o.upstreams = p.upstreams;
     o.config = p.config;
-    o.region = p.region;
+    o.regions = p.regions;
     o.ca_file = p.ca_file;
     o.json = p.json;
     o.insecure = p.insecure;

@@ -1,6 +1,7 @@
 // `gatewatch check` as a real process against REAL gateways (nginx and HAProxy from the
 // Debian packages, tests/support/gateways.h) on loopback: the JSON and human output name the
-// gateway that answered and why, and an --upstream probe shows which side fails. 127.0.0.1 only.
+// gateway that answered and why, an --upstream probe shows which side fails, and the verdict
+// decides the exit code. The verdict matrix itself is diagnosis_live_test.cc. 127.0.0.1 only.
 
 #include <doctest/doctest.h>
 
@@ -77,8 +78,11 @@ TEST_CASE("Check: live nginx 502 from a dead upstream is named nginx") {
     CHECK(t.at("headers").value("server", "").starts_with("nginx"));
     CHECK(j.value("healthy", true) == false);
     CHECK(j.at("upstreams").empty());
+    // Without upstreams the gateway cannot be told from them: no row matches.
+    CHECK(j.value("verdict", "") == "unknown");
+    CHECK(Contains(j.at("evidence").at("notes").dump(), "no upstreams linked"));
   }
-  SUBCASE("--json --upstream the dead port: connect_refused, 1/1 upstreams failing") {
+  SUBCASE("--json --upstream the dead port: connect_refused, upstream_down") {
     const std::string upstream = "http://127.0.0.1:" + std::to_string(dead) + "/";
     const testing::RunResult r = Check(nginx.Url("/"), true, {upstream});
     INFO("stdout:\n" << r.out << "\nstderr:\n" << r.err);
@@ -89,15 +93,25 @@ TEST_CASE("Check: live nginx 502 from a dead upstream is named nginx") {
     REQUIRE(j.at("upstreams").size() == 1);
     CHECK(j.at("upstreams")[0].value("outcome", "") == "connect_refused");
     CHECK(j.at("upstreams")[0].value("url", "") == upstream);
-    CHECK(Contains(j.value("comparison", ""), "1/1 upstreams failing"));
+    CHECK(j.at("upstreams")[0].value("name", "") == "127.0.0.1:" + std::to_string(dead));
+    CHECK(j.value("verdict", "") == "upstream_down");
+    CHECK(Contains(j.value("summary", ""), "refuses connections (connect_refused)"));
+    CHECK(j.at("evidence").value("verdict", "") == "upstream_down");
   }
-  SUBCASE("human output: emitter nginx, NOT healthy") {
-    const testing::RunResult r = Check(nginx.Url("/"), false);
+  SUBCASE("human output: the probe, then the verdict with its evidence") {
+    const std::string upstream = "http://127.0.0.1:" + std::to_string(dead) + "/";
+    const testing::RunResult r = Check(nginx.Url("/"), false, {upstream});
     INFO("stdout:\n" << r.out << "\nstderr:\n" << r.err);
     CHECK(r.exit_code == 1);
     CHECK(Contains(r.out, "emitter   nginx"));
-    CHECK(Contains(r.out, "NOT healthy"));
-    CHECK(LastLine(r.out) == "NOT healthy");
+    CHECK(Contains(r.out, "\nverdict   upstream_down\n"));
+    CHECK(Contains(r.out, "\nsummary   upstream 127.0.0.1:" + std::to_string(dead) +
+                              " refuses connections (connect_refused)"));
+    CHECK(Contains(r.out, "\nfailing   local (http_502 from nginx)\n"));
+    CHECK(Contains(r.out, "\nupstream  127.0.0.1:" + std::to_string(dead) +
+                              "  failing  connect_refused in local"));
+    CHECK(r.out.find("verdict") > r.out.find("outcome   http_502"));  // details first
+    CHECK(LastLine(r.out).starts_with("emitter   nginx"));
   }
 }
 
@@ -117,6 +131,7 @@ TEST_CASE("Check: live nginx 504 from a silent upstream is upstream_timeout") {
   CHECK(t.value("http_status", 0) == 504);
   CHECK(t.value("emitter", "") == "nginx");
   CHECK(t.value("reason", "") == "upstream_timeout");
+  CHECK(j.value("verdict", "") == "unknown");  // no --upstream: no row can blame a side
 }
 
 TEST_CASE("Check: live HAProxy 503 with its only server down and 502 on a close") {
@@ -167,14 +182,16 @@ TEST_CASE("Check: live nginx in front of a healthy upstream is healthy") {
     CHECK(j.value("healthy", false) == true);
     REQUIRE(j.at("upstreams").size() == 1);
     CHECK(j.at("upstreams")[0].value("outcome", "") == "ok");
-    CHECK(Contains(j.value("comparison", ""), "target healthy; 0/1 upstreams failing"));
+    CHECK(j.value("verdict", "") == "healthy");
+    CHECK(Contains(j.value("summary", ""), "healthy in 1/1 regions; 1/1 upstreams healthy"));
   }
-  SUBCASE("human output: last line healthy") {
+  SUBCASE("human output: verdict healthy") {
     const testing::RunResult r = Check(nginx.Url("/"), false);
     INFO("stdout:\n" << r.out << "\nstderr:\n" << r.err);
     CHECK(r.exit_code == 0);
     CHECK(Contains(r.out, "outcome   ok"));
-    CHECK(LastLine(r.out) == "healthy");
+    CHECK(Contains(r.out, "\nverdict   healthy\n"));
+    CHECK(LastLine(r.out) == "healthy   local");
   }
   CHECK(upstream.RequestCount() >= 1);
 }

@@ -2,8 +2,10 @@
 
 #include <doctest/doctest.h>
 
+#include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "daemon/check.h"
 #include "gatewatch_version.h"
 #include "tests/support/process.h"
 #include "tests/support/temp_dir.h"
@@ -77,12 +79,55 @@ TEST_CASE("CLI: check usage errors exit 2, a failing probe exits 1") {
   CHECK(region.err.find("unknown region \"mars\"") != std::string::npos);
   auto misplaced = Cli({"validate", "--config", "x.toml", "--json"});
   CHECK(misplaced.code == kExitUsage);
+  auto region_twice = Cli({"check", "http://127.0.0.1:1/", "--region", "local", "--region=local"});
+  CHECK(region_twice.code == kExitUsage);
+  CHECK(region_twice.err.find("--region \"local\" given twice") != std::string::npos);
+  auto upstream_twice = Cli({"check", "http://127.0.0.1:1/", "--upstream", "http://127.0.0.1:2/",
+                             "--upstream", "http://127.0.0.1:2/"});
+  CHECK(upstream_twice.code == kExitUsage);
+  CHECK(upstream_twice.err.find("given twice") != std::string::npos);
+  auto region_no_value = Cli({"check", "http://127.0.0.1:1/", "--region"});
+  CHECK(region_no_value.code == kExitUsage);
+  CHECK(region_no_value.err.find("--region needs a value") != std::string::npos);
+  auto region_misplaced = Cli({"validate", "--config", "x.toml", "--region", "local"});
+  CHECK(region_misplaced.code == kExitUsage);
+  for (const Run* r : {&region_twice, &upstream_twice, &region_no_value, &region_misplaced}) {
+    CHECK(r->out.empty());
+  }
 
-  // Port 1 on loopback: nothing listens, so the probe fails and check exits 1.
+  // Port 1 on loopback: nothing listens, so the probe fails and check exits 1 with a verdict
+  // (unknown: without upstreams nothing tells the gateway from them).
   auto refused = Cli({"check", "http://127.0.0.1:1/", "--timeout=2s"});
   CHECK(refused.code == kExitFailed);
   CHECK(refused.out.find("outcome   connect_refused") != std::string::npos);
-  CHECK(refused.out.find("NOT healthy") != std::string::npos);
+  CHECK(refused.out.find("\nverdict   unknown\n") != std::string::npos);
+  CHECK(refused.out.find("\nsummary   127.0.0.1:1 fails in 1/1 regions") != std::string::npos);
+}
+
+TEST_CASE("CLI: check names targets by their URL without the scheme") {
+  CHECK(CheckName("http://127.0.0.1:8081/") == "127.0.0.1:8081");
+  CHECK(CheckName("https://api.internal:8443/healthz") == "api.internal:8443/healthz");
+  CHECK(CheckName("http://shop.example.com") == "shop.example.com");
+  CHECK(CheckName("http://a/b/") == "a/b/");  // only a lone "/" path is dropped
+}
+
+TEST_CASE("CLI: check --region takes several regions of the config, in order") {
+  testing::TempDir dir;
+  const std::string config =
+      dir.Write("gw.toml", "[server]\nregion = \"home\"\n[regions.second]\n[regions.third]\n");
+  auto r = Cli({"check", "http://127.0.0.1:1/", "--config", config, "--region", "third", "--region",
+                "home", "--timeout=2s", "--json"});
+  CHECK(r.code == kExitFailed);
+  const auto j = nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+  REQUIRE(j.is_object());
+  CHECK(j.at("regions") == nlohmann::json{"third", "home"});
+  CHECK(j.at("target").value("region", "") == "third");
+  CHECK(j.at("other_regions").at(0).value("region", "") == "home");
+  CHECK(j.at("evidence").at("failing_regions") == nlohmann::json{"home", "third"});
+  auto own = Cli({"check", "http://127.0.0.1:1/", "--config", config, "--timeout=2s"});
+  CHECK(own.code == kExitFailed);
+  CHECK(own.out.find("(region home)") != std::string::npos);  // the config's own region only
+  CHECK(own.out.find("(region second)") == std::string::npos);
 }
 
 TEST_CASE("CLI: the shipped ten-mistakes config gives ten precise errors and exit 2") {
