@@ -213,6 +213,10 @@ struct Evaluator::Pair {
   SystemTime last_notified{};
   bool notified = false;  // the current firing was notified
   bool dirty = false;     // persisted fields changed since TakeChangedStates()
+  // Restored in a state other than ok: no transition until a live result arrives, because
+  // the replayed results may lack the last second before a crash (the writer's batch) and
+  // would undo a decision taken on them (e.g. resolve a `down` that had 2 failures as 1).
+  bool awaiting_live = false;
   std::map<std::string, Region> regions;
   std::optional<SystemTime> cert_expiry;
   // 5xx emitter/reason counts of this episode (since the alert left ok); at rest only
@@ -341,6 +345,7 @@ std::vector<AlertEvent> Evaluator::Observe(const probes::ProbeResult& r) {
   if (outcome == probes::Outcome::kExcused) return events;  // not counted at all
   for (Pair* pair : it->second) {
     Count(*pair, r, outcome, now);
+    pair->awaiting_live = false;
     auto out = Evaluate(*pair, now);
     events.insert(events.end(), std::make_move_iterator(out.begin()), std::make_move_iterator(out.end()));
   }
@@ -401,6 +406,7 @@ std::vector<AlertEvent> Evaluator::Restore(const std::vector<storage::AlertState
     pair.firing_since = rec.firing_since;
     pair.last_notified = rec.last_notified;
     pair.notified = rec.notified;
+    pair.awaiting_live = pair.state != AlertState::kOk;
   }
   return events;
 }
@@ -549,6 +555,7 @@ std::vector<AlertEvent> Evaluator::Evaluate(Pair& pair, SystemTime now) {
   }
   pair.ratio = m.worst;
   pair.silenced = !silences_.empty() && MonitorSilenced(silences_, pair.monitor, now);
+  if (pair.awaiting_live) m.hold = true;
 
   std::vector<AlertEvent> events;
   const auto emit = [&](AlertEvent::Kind kind) {

@@ -101,7 +101,9 @@ class Evaluator {
   // the caller sends it where the firing went).
   std::vector<AlertEvent> Restore(const std::vector<storage::AlertStateRecord>& records);
   // Start-up: a stored result fed into the windows without any transition (replay the last
-  // `window` in time order), then EvaluateAll(now) decides once on the rebuilt windows.
+  // `window` in time order), then EvaluateAll(now) decides once on the rebuilt windows. A
+  // pair restored in a state other than ok makes no transition before its first live result
+  // (the last second before a crash may be missing from the stored results).
   void Replay(const probes::ProbeResult& r);
   std::vector<AlertEvent> EvaluateAll(SystemTime now);
   // The longest window of any rule: how far back the start-up replay must read.

@@ -203,5 +203,30 @@ TEST_CASE("Evaluator restart: a removed firing that was never notified (silenced
   CHECK(w.db.empty());
 }
 
+TEST_CASE("Evaluator restart: a crash that lost the newest results neither resolves nor re-fires") {
+  World w;
+  AlertRule down = Rule();
+  down.name = "shop-down";
+  down.kind = AlertKind::kDown;
+  down.after = 2;
+  down.pending_for = 0s;
+  down.resolve_for = 0s;
+  w.Start({down});
+  w.Result(502);
+  w.Result(502);
+  REQUIRE(w.Count(Kind::kFiring) == 1);
+  w.stored.pop_back();  // kill -9: the state was committed, the writer's last batch was not
+  w.clock.Advance(2s);
+  w.Start({down});
+  CHECK(w.State() == AlertState::kFiring);  // 1 replayed failure < after: held, not resolved
+  for (int i = 0; i < 3; ++i) w.Idle(1s);
+  CHECK(w.State() == AlertState::kFiring);
+  w.Result(502);  // live: still down
+  CHECK(w.Count(Kind::kFiring) == 1);
+  CHECK(w.Count(Kind::kResolved) == 0);
+  w.Result(200);  // live recovery resolves
+  CHECK(w.Count(Kind::kResolved) == 1);
+}
+
 }  // namespace
 }  // namespace gatewatch::alerting

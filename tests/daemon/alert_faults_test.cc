@@ -99,6 +99,9 @@ url = ")" + hook.Url("/hook") + R"("
   REQUIRE(daemon.Wait(20s) == std::optional<int>(0));
   // Exactly one firing (the restart did not fire again: the state was restored) and one
   // resolved, in that order.
+  std::string got;
+  for (const auto& st : Statuses(hook.Delivered())) got += st + " ";
+  INFO("delivered: " << got << "\n" << ReadFile(dir.File("err2.log")));
   CHECK(Statuses(hook.Delivered()) == std::vector<std::string>{"firing", "resolved"});
   CHECK(Query(db, "SELECT count(*) FROM outbox WHERE delivered_ms IS NULL AND given_up_ms IS NULL") == 0);
 }
