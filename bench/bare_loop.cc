@@ -77,17 +77,28 @@ Options Parse(int argc, char** argv) {
       if (i + 1 >= argc) Usage(("missing value of " + a).c_str());
       return argv[++i];
     };
-    if (a == "--url") o.url = value();
-    else if (a == "--count") o.count = std::stol(value());
-    else if (a == "--rate") o.rate = std::stod(value());
-    else if (a == "--duration") o.duration_s = std::stod(value());
-    else if (a == "--max-in-flight") o.max_in_flight = std::stol(value());
-    else if (a == "--cainfo") o.cainfo = value();
-    else if (a == "--insecure") o.insecure = true;
-    else if (a == "--reuse") o.reuse = true;
-    else if (a == "--expect-body") o.expect_body = value();
-    else if (a == "--timeout-ms") o.timeout_ms = std::stol(value());
-    else Usage(("unknown option " + a).c_str());
+    if (a == "--url")
+      o.url = value();
+    else if (a == "--count")
+      o.count = std::stol(value());
+    else if (a == "--rate")
+      o.rate = std::stod(value());
+    else if (a == "--duration")
+      o.duration_s = std::stod(value());
+    else if (a == "--max-in-flight")
+      o.max_in_flight = std::stol(value());
+    else if (a == "--cainfo")
+      o.cainfo = value();
+    else if (a == "--insecure")
+      o.insecure = true;
+    else if (a == "--reuse")
+      o.reuse = true;
+    else if (a == "--expect-body")
+      o.expect_body = value();
+    else if (a == "--timeout-ms")
+      o.timeout_ms = std::stol(value());
+    else
+      Usage(("unknown option " + a).c_str());
   }
   if (o.url.empty()) Usage("--url is required");
   // Loopback only: the bench never sends anything elsewhere.
@@ -111,17 +122,24 @@ size_t Write(char* data, size_t size, size_t n, void* user) {
 std::string UrlFor(const std::string& tmpl, long n) {
   std::string out = tmpl;
   const std::string num = std::to_string(n);
-  for (size_t pos = out.find("{n}"); pos != std::string::npos; pos = out.find("{n}", pos + num.size())) {
+  for (size_t pos = out.find("{n}"); pos != std::string::npos;
+       pos = out.find("{n}", pos + num.size())) {
     out.replace(pos, 3, num);
   }
   return out;
 }
 
-double CpuSeconds() {
+struct Cpu {
+  double user = 0, sys = 0;
+};
+
+Cpu CpuSeconds() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
-  auto sec = [](const timeval& tv) { return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6; };
-  return sec(ru.ru_utime) + sec(ru.ru_stime);
+  auto sec = [](const timeval& tv) {
+    return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
+  };
+  return {sec(ru.ru_utime), sec(ru.ru_stime)};
 }
 
 void Start(CURLM* multi, const Options& o, long n, Totals& t) {
@@ -166,8 +184,12 @@ void Reap(CURLM* multi, const Options& o, Totals& t, long* in_flight) {
     bool ok = msg->data.result == CURLE_OK && status >= 200 && status < 300;
     if (ok && !o.expect_body.empty()) ok = r->body.find(o.expect_body) != std::string::npos;
     ++t.done;
-    if (ok) ++t.ok; else ++t.failed;
-    t.latency_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - r->started).count());
+    if (ok)
+      ++t.ok;
+    else
+      ++t.failed;
+    t.latency_ms.push_back(
+        std::chrono::duration<double, std::milli>(Clock::now() - r->started).count());
     curl_multi_remove_handle(multi, msg->easy_handle);
     curl_easy_cleanup(msg->easy_handle);
     delete r;
@@ -192,10 +214,11 @@ int main(int argc, char** argv) {
 
   Totals t;
   t.latency_ms.reserve(static_cast<size_t>(o.rate * o.duration_s) + 16);
-  const double cpu0 = CpuSeconds();
+  const Cpu cpu0 = CpuSeconds();
   const Clock::time_point t0 = Clock::now();
   const auto period = std::chrono::duration<double>(1.0 / o.rate);
-  const auto stop_at = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.duration_s));
+  const auto stop_at =
+      t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.duration_s));
   const auto hard_stop = stop_at + std::chrono::milliseconds(o.timeout_ms + 1000);
   long next = 0;  // index of the next request due
   long in_flight = 0;
@@ -204,7 +227,8 @@ int main(int argc, char** argv) {
     if (now >= hard_stop) break;
     // Start what is due, within the concurrency bound; drop what is more than 1 s late.
     while (now < stop_at) {
-      const auto due = t0 + std::chrono::duration_cast<Clock::duration>(period * static_cast<double>(next));
+      const auto due =
+          t0 + std::chrono::duration_cast<Clock::duration>(period * static_cast<double>(next));
       if (due > now || due >= stop_at) break;
       if (now - due > std::chrono::seconds(1)) {
         ++t.late_skipped;
@@ -223,8 +247,10 @@ int main(int argc, char** argv) {
     // Sleep until the next due request or socket activity.
     long wait_ms = 100;
     if (now < stop_at) {
-      const auto due = t0 + std::chrono::duration_cast<Clock::duration>(period * static_cast<double>(next));
-      const auto until = std::chrono::duration_cast<std::chrono::microseconds>(due - Clock::now()).count();
+      const auto due =
+          t0 + std::chrono::duration_cast<Clock::duration>(period * static_cast<double>(next));
+      const auto until =
+          std::chrono::duration_cast<std::chrono::microseconds>(due - Clock::now()).count();
       wait_ms = std::clamp<long>(static_cast<long>((until + 999) / 1000), 0, 100);
       if (in_flight >= o.max_in_flight) wait_ms = 100;
     }
@@ -234,15 +260,17 @@ int main(int argc, char** argv) {
     curl_multi_poll(multi, nullptr, 0, static_cast<int>(wait_ms), nullptr);
   }
   const double elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
-  const double cpu = CpuSeconds() - cpu0;
+  const Cpu cpu1 = CpuSeconds();
+  const double user = cpu1.user - cpu0.user, sys = cpu1.sys - cpu0.sys, cpu = user + sys;
   const long abandoned = in_flight;
   // Requests still in flight at the hard stop are abandoned (counted), never awaited.
   curl_multi_cleanup(multi);
   std::printf(
       "started=%ld done=%ld ok=%ld failed=%ld late_skipped=%ld abandoned=%ld elapsed_s=%.2f "
-      "rate=%.1f cpu_s=%.3f cpu_per_1000=%.3f lat_p50_ms=%.2f lat_p99_ms=%.2f\n",
+      "rate=%.1f cpu_s=%.3f user_s=%.3f sys_s=%.3f cpu_per_1000=%.3f lat_p50_ms=%.2f "
+      "lat_p99_ms=%.2f\n",
       t.started, t.done, t.ok, t.failed, t.late_skipped, abandoned, elapsed,
-      static_cast<double>(t.done) / std::min(elapsed, o.duration_s), cpu,
+      static_cast<double>(t.done) / std::min(elapsed, o.duration_s), cpu, user, sys,
       t.done > 0 ? cpu / static_cast<double>(t.done) * 1000.0 : 0.0, Percentile(t.latency_ms, 0.5),
       Percentile(t.latency_ms, 0.99));
   curl_global_cleanup();

@@ -86,11 +86,16 @@ def on_signal(signum, _frame):
 
 # ---------------------------------------------------------------------------- /proc
 
-def cpu_seconds(pid):
+def cpu_split(pid):
+    """(user, system) CPU seconds of the whole process."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def cpu_seconds(pid):
+    return sum(cpu_split(pid))
 
 
 def status_kb(pid, key):
@@ -364,7 +369,7 @@ def stopped_line(logfile):
 
 
 def run_gatewatch(ctx, name, kind, n, interval, duration, warmup, timeout="2s", sample_every=None,
-                  perf_out=None, callgrind_out=None):
+                  perf_out=None, callgrind_out=None, strace_out=None):
     d, ports = ctx["tmp"], ctx["ports"]
     cfg, db, logf = d / f"{name}.toml", d / f"{name}.db", d / f"{name}.log"
     write_config(cfg, db, ports["gatewatch"], monitor_urls(kind, n, ports), interval, timeout)
@@ -393,7 +398,14 @@ def run_gatewatch(ctx, name, kind, n, interval, duration, warmup, timeout="2s", 
         PROCS.append(("perf", perf))
     if callgrind_out:
         subprocess.run(["callgrind_control", "-z", str(pid)], capture_output=True, timeout=60)
-    t1, c1 = time.time(), cpu_seconds(pid)
+    strace = None
+    if strace_out:  # every thread (-f), counts only (-c); stopped with SIGINT at the window's end
+        strace = subprocess.Popen(["strace", "-f", "-c", "-o", str(strace_out), "-p", str(pid)],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        PROCS.append(("strace", strace))
+        time.sleep(1)  # attached to every thread before the window opens
+    t1, (u1, k1) = time.time(), cpu_split(pid)
+    c1 = u1 + k1
     samples = []
     rss_max = 0
     while True:
@@ -421,7 +433,10 @@ def run_gatewatch(ctx, name, kind, n, interval, duration, warmup, timeout="2s", 
             log(f"    t={s['t']:5.0f}s rss={s['rss_mb']:.1f}MB in_flight={s['in_flight']:.0f} "
                 f"queued={s['queued']:.0f} skipped={ {k: int(v) for k, v in s['skipped'].items()} } "
                 f"rows={s['rows']:.0f} db_queue={s['db_queue']:.0f} {lagtxt} (cumulative)")
-    c2, t2 = cpu_seconds(pid), time.time()
+    (u2, k2), t2 = cpu_split(pid), time.time()
+    c2 = u2 + k2
+    if strace is not None:
+        stop(strace, signal.SIGINT)
     if callgrind_out:
         subprocess.run(["callgrind_control", "-d", str(pid)], capture_output=True, timeout=120)
     if perf is not None:
@@ -451,7 +466,7 @@ def run_gatewatch(ctx, name, kind, n, interval, duration, warmup, timeout="2s", 
         "name": name, "kind": kind, "monitors": n, "interval": interval, "seconds": secs,
         "probes": probes, "first_attempts": firsts, "rate": probes / secs,
         "scheduled": n * secs / interval,
-        "cpu_s": c2 - c1, "cpu_per_1000": (c2 - c1) / probes * 1000 if probes else float("nan"),
+        "cpu_s": c2 - c1, "cpu_user_s": u2 - u1, "cpu_sys_s": k2 - k1, "cpu_per_1000": (c2 - c1) / probes * 1000 if probes else float("nan"),
         "cpu_cores": (c2 - c1) / secs,
         "lag": lag_quantiles(m1, m2) if m2 else None,
         "skipped_window": {re.search(r'reason="([^"]+)"', l).group(1):
@@ -472,7 +487,8 @@ def print_gatewatch(r):
     log(f"    probes/s sustained     {r['rate']:.1f}  ({r['probes']} attempts, {r['first_attempts']} first "
         f"attempts, {r['scheduled']:.0f} runs scheduled in the window)")
     log(f"    CPU                    {r['cpu_s']:.2f} s = {r['cpu_cores']:.2f} cores; "
-        f"{r['cpu_per_1000']:.3f} CPU-s per 1,000 probes")
+        f"{r['cpu_per_1000']:.3f} CPU-s per 1,000 probes (user {r['cpu_user_s']:.2f} s, "
+        f"system {r['cpu_sys_s']:.2f} s)")
     if r["lag"]:
         lg = r["lag"]
         log(f"    scheduler lag          p50 {fmt_q(lg[0.5])}  p99 {fmt_q(lg[0.99])}  mean {lg['mean_ms']:.2f} ms "
@@ -551,13 +567,24 @@ def profile(ctx, tool, out_dir):
         g = run_gatewatch(ctx, "profile-perf", "http", 1000, 5, 30, 5, perf_out=data)
         print_gatewatch(g)
         log(f"\nperf data: {data} ({g['probes']} probes while sampling)")
-    else:
+    elif tool == "callgrind":
         # callgrind slows gatewatch ~50x: 50 monitors every 2 s (25 probes/s), 20 s instrumented.
         data = out_dir / "callgrind.out"
         g = run_gatewatch(ctx, "profile-callgrind", "http", 50, 2, 20, 6, callgrind_out=data)
         print_gatewatch(g)
         dumps = sorted(out_dir.glob("callgrind.out*"))
         log(f"\ncallgrind dumps: {[str(d) for d in dumps]} ({g['probes']} probes while instrumented)")
+    else:
+        # Kernel time is most of the CPU per probe at 200 probes/s: count the system calls.
+        data = out_dir / "strace.txt"
+        g = run_gatewatch(ctx, "profile-syscalls", "http", 1000, 5, 20, 5, strace_out=data)
+        print_gatewatch(g)
+        log(f"\nsystem calls per 1,000 probes, every thread ({g['probes']} probes while traced; {data}):")
+        for line in data.read_text().splitlines():
+            f = line.split()
+            if len(f) >= 5 and f[3].isdigit() and g["probes"]:
+                name = f[-1]
+                log(f"  {name:24s} {int(f[3]) / g['probes'] * 1000:10.0f}")
 
 
 # ---------------------------------------------------------------------------- main
@@ -567,16 +594,23 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--build-dir", default=str(ROOT / "build-bench"))
-    ap.add_argument("--profile", choices=["perf", "callgrind"],
+    ap.add_argument("--profile", choices=["perf", "callgrind", "syscalls"],
                     help="profile gatewatch probing HTTP targets instead of benchmarking")
     ap.add_argument("--profile-out", default=None, help="directory for the profile data (default: tmp)")
+    ap.add_argument("--phases", default="cmp,mixed1k,mixed10k,outage,ceilings",
+                    help="comma-separated subset of cmp,mixed1k,mixed10k,outage,ceilings")
     args = ap.parse_args()
     q = args.quick
     D = {
         "cmp": 8 if q else 30, "cmp_warm": 3 if q else 5,
         "mixed1k": 10 if q else 60, "mixed10k": 20 if q else int(os.environ.get("BENCH_10K_SECONDS", "150")),
-        "outage": 15 if q else 90, "outage_every": 5 if q else 10,
+        "outage": int(os.environ.get("BENCH_OUTAGE_SECONDS", "15" if q else "90")),
+        "outage_every": 5 if q else 10,
     }
+    phases = set(args.phases.split(","))
+    unknown = phases - {"cmp", "mixed1k", "mixed10k", "outage", "ceilings"}
+    if unknown:
+        raise SystemExit(f"bench: unknown phases {sorted(unknown)}")
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     build = Path(args.build_dir)
@@ -617,8 +651,8 @@ def main():
     n_cmp, interval_cmp = 1000, 5
     rate = n_cmp / interval_cmp
     cmp = {}
-    bb = start_blackbox(ctx)
-    for proto in ("http", "https"):
+    bb = start_blackbox(ctx) if "cmp" in phases else None
+    for proto in (("http", "https") if "cmp" in phases else ()):
         log(f"\n== comparison {proto.upper()}: {rate:.0f} probes/s, all targets answer 200, fresh connection "
             f"per probe, {D['cmp']} s each (load average {loadavg()})")
         g = run_gatewatch(ctx, f"cmp-{proto}", proto, n_cmp, interval_cmp, D["cmp"], D["cmp_warm"])
@@ -633,11 +667,13 @@ def main():
         extra = ("--cainfo", str(ctx["bundle"])) if proto == "https" else ()
         bl = bare(ctx, tmpl, n_cmp, rate, D["cmp"], ("--max-in-flight", "256", *extra))
         log(f"  bare libcurl loop: {bl['rate']:.1f} probes/s ({bl['ok']:.0f} ok, {bl['failed']:.0f} failed, "
-            f"{bl['late_skipped']:.0f} late), {bl['cpu_s']:.2f} CPU-s = {bl['cpu_per_1000']:.3f} CPU-s per "
+            f"{bl['late_skipped']:.0f} late), {bl['cpu_s']:.2f} CPU-s (user {bl['user_s']:.2f}, system "
+            f"{bl['sys_s']:.2f}) = {bl['cpu_per_1000']:.3f} CPU-s per "
             f"1,000 probes (latency p50 {bl['lat_p50_ms']:.2f} ms)")
         cmp[proto] = (g, b, bl)
-    stop(bb)
-    log("\n== ratios, CPU-s per 1,000 probes at the same rate")
+    if bb is not None:
+        stop(bb)
+        log("\n== ratios, CPU-s per 1,000 probes at the same rate")
     for proto, (g, b, bl) in cmp.items():
         log(f"  {proto.upper():5s} gatewatch {g['cpu_per_1000']:.3f} | blackbox {b['bb_cpu_per_1000']:.3f} | "
             f"bare loop {bl['cpu_per_1000']:.3f} || gatewatch/blackbox = {g['cpu_per_1000'] / b['bb_cpu_per_1000']:.2f}"
@@ -645,6 +681,8 @@ def main():
 
     # 2./3. Mixed fleet.
     for n, dur in ((1000, D["mixed1k"]), (10000, D["mixed10k"])):
+        if f"mixed{n // 1000}k" not in phases:
+            continue
         log(f"\n== gatewatch, mixed fleet, {n} monitors every 5 s (80% HTTP 200, 5% HTTPS 200, 5% HTTP 502, "
             f"5% proxy 502, 5% HTTPS 502; retries 1), {dur} s (load average {loadavg()})")
         every = (10 if q else 30) if n == 10000 else None  # a /metrics scrape per sample
@@ -652,6 +690,9 @@ def main():
         print_gatewatch(g)
 
     # 4. Mass outage.
+    if "outage" not in phases:
+        log(f"\nload average at end {loadavg()}")
+        return
     silent = start("silent", [sys.executable, str(HERE / "silent_server.py"), "--port", str(ports["silent"]),
                               "--lifetime", str(D["outage"] + 120)], TMP / "silent.log")
     wait_port(ports["silent"], 10)
@@ -663,7 +704,7 @@ def main():
     stop(silent)
 
     # 5. Ceilings (full run only).
-    if not q:
+    if not q and "ceilings" in phases:
         log(f"\n== bare loop ceilings (as fast as it goes, 64 in flight, 8 s; load average {loadavg()})")
         for proto, r_try in (("http", 20000), ("https", 4000)):
             extra = ("--cainfo", str(ctx["bundle"])) if proto == "https" else ()

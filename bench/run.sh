@@ -2,13 +2,16 @@
 # The benchmark of issue 5 (SPEC section 10): a loopback nginx fleet, gatewatch with 1,000
 # and 10,000 monitors, blackbox_exporter and a bare libcurl loop at the same rate, a mass
 # outage. Prints the figures; see bench/README.md.
-#   bench/run.sh [--quick] [--wait-quiet MINUTES] [--profile perf|callgrind [--profile-out DIR]]
+#   bench/run.sh [--quick] [--wait-quiet MINUTES] [--profile perf|callgrind|syscalls [--profile-out DIR]]
 #     --quick          short phases (under 3 minutes once built)
 #     --no-build       use the binaries already in BUILD_DIR (no cmake)
 #     --profile T      instead: profile gatewatch probing HTTP targets with perf (cpu-clock
-#                      samples, 200 probes/s, 30 s) or callgrind (25 probes/s, 20 s)
+#                      samples, 200 probes/s, 30 s), callgrind (25 probes/s, 20 s) or strace -c
+#                      (system calls per 1,000 probes, 200 probes/s, 20 s)
 #     --wait-quiet M   first wait up to M minutes for the 1-minute load average < 1.0
+#     --phases LIST    only these of cmp,mixed1k,mixed10k,outage,ceilings (default: all)
 # Environment: BUILD_DIR (default build-bench), BENCH_10K_SECONDS (full run, default 150),
+#   BENCH_OUTAGE_SECONDS (outage window; default 90, quick 15),
 #   BENCH_KEEP_TMP=1 keeps the temporary directory (configs, logs, databases).
 # Needs root (apt-get for missing packages; a private mount namespace gives gatewatch the
 # bench CA). Loopback only; everything it starts is stopped on exit.
@@ -25,8 +28,8 @@ while (($#)); do
     --quick) quick=(--quick) ;;
     --no-build) build=0 ;;
     --wait-quiet) wait_min=${2:?minutes}; shift ;;
-    --profile|--profile-out) extra+=("$1" "${2:?value}"); shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    --profile|--profile-out|--phases) extra+=("$1" "${2:?value}"); shift ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "bench: unknown option $1" >&2; exit 2 ;;
   esac
   shift

@@ -7,16 +7,23 @@
 #include <openssl/bio.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 
 #include "probes/classify.h"
 #include "probes/log.h"
@@ -30,7 +37,7 @@ using std::chrono::microseconds;
 using std::chrono::milliseconds;
 
 constexpr size_t kMaxHeaderBytes = 64 * 1024;  // per response; beyond: malformed_response
-constexpr int64_t kFingerprintBytes = 4096;   // body bytes read at least, for fingerprints
+constexpr int64_t kFingerprintBytes = 4096;    // body bytes read at least, for fingerprints
 
 // curl and c-ares need one global init per process; both are idempotent behind this.
 void GlobalInitOnce() {
@@ -73,8 +80,8 @@ std::string NameText(const X509_NAME* name) {
 }
 
 int VerifyCallback(int preverify_ok, X509_STORE_CTX* store) {
-  auto* ssl = static_cast<SSL*>(
-      X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
+  auto* ssl =
+      static_cast<SSL*>(X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
   if (ssl == nullptr) return preverify_ok;
   auto* facts = static_cast<TlsFacts*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), TlsExIndex()));
   X509* cert = X509_STORE_CTX_get_current_cert(store);
@@ -112,7 +119,8 @@ std::string Lower(std::string_view s) {
 
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
+  while (!s.empty() &&
+         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
     s.remove_suffix(1);
   }
   return s;
@@ -120,17 +128,39 @@ std::string_view Trim(std::string_view s) {
 
 std::string DnsErrorDetail(int status) {
   switch (status) {
-    case ARES_ENOTFOUND: return "NXDOMAIN: the name does not exist";
-    case ARES_ENODATA: return "the name has no A or AAAA records";
-    case ARES_ESERVFAIL: return "SERVFAIL: the resolver failed";
-    case ARES_EREFUSED: return "the resolver refused the query";
-    case ARES_ETIMEOUT: return "the resolver did not answer in time";
-    case ARES_ECONNREFUSED: return "the resolver refused the connection";
-    default: return std::string("resolution failed: ") + ares_strerror(status);
+    case ARES_ENOTFOUND:
+      return "NXDOMAIN: the name does not exist";
+    case ARES_ENODATA:
+      return "the name has no A or AAAA records";
+    case ARES_ESERVFAIL:
+      return "SERVFAIL: the resolver failed";
+    case ARES_EREFUSED:
+      return "the resolver refused the query";
+    case ARES_ETIMEOUT:
+      return "the resolver did not answer in time";
+    case ARES_ECONNREFUSED:
+      return "the resolver refused the connection";
+    default:
+      return std::string("resolution failed: ") + ares_strerror(status);
   }
 }
 
 }  // namespace
+
+// What every probe of one monitor shares, built on its first probe and reused while that
+// monitor's config lives (a reload makes new configs, hence new entries): the parsed URL
+// and the request header list. Engine thread only.
+struct MonitorPrep {
+  std::weak_ptr<const MonitorConfig> config;
+  std::optional<HttpUrl> url;  // empty: invalid, see url_error
+  std::string url_error;
+  curl_slist* request_headers = nullptr;  // read-only once built: shared by handles
+
+  MonitorPrep() = default;
+  MonitorPrep(const MonitorPrep&) = delete;
+  MonitorPrep& operator=(const MonitorPrep&) = delete;
+  ~MonitorPrep() { curl_slist_free_all(request_headers); }
+};
 
 // One attempt of one job, engine thread only.
 struct Attempt {
@@ -138,16 +168,15 @@ struct Attempt {
 
   uint64_t id = 0;
   std::shared_ptr<const ProbeJob> job;
+  std::shared_ptr<const MonitorPrep> prep;
   int number = 0;
   State state = State::kResolving;
   SteadyTime started{};
   SystemTime started_at{};
   SteadyTime deadline{};
-  HttpUrl url;
   bool via_proxy = false;
 
   CURL* easy = nullptr;
-  curl_slist* request_headers = nullptr;
   curl_slist* connect_to = nullptr;
   char errbuf[CURL_ERROR_SIZE] = {};
 
@@ -159,6 +188,10 @@ struct Attempt {
   HeaderList headers;
   size_t header_bytes = 0;
   bool headers_too_large = false;
+  // Every response header is kept only when something reads them all: a header
+  // assertion, or the fingerprint of a 5xx. Otherwise only kSelectedHeaders.
+  bool wants_all_headers = false;
+  bool keep_all_headers = false;
   TlsFacts tls;
   std::optional<Outcome> engine_outcome;
   std::string engine_detail;
@@ -168,10 +201,8 @@ struct Attempt {
   bool tcp_connected = false;
   SteadyTime last_seen_unconnected{};
 
-  ~Attempt() {
-    curl_slist_free_all(request_headers);
-    curl_slist_free_all(connect_to);
-  }
+  const HttpUrl& url() const { return *prep->url; }
+  ~Attempt() { curl_slist_free_all(connect_to); }
 };
 
 namespace {
@@ -179,7 +210,8 @@ namespace {
 size_t WriteCallback(char* data, size_t size, size_t n, void* user) {
   auto* a = static_cast<Attempt*>(user);
   const size_t len = size * n;
-  const size_t room = static_cast<size_t>(a->body_limit) - std::min(a->body.size(), static_cast<size_t>(a->body_limit));
+  const size_t room = static_cast<size_t>(a->body_limit) -
+                      std::min(a->body.size(), static_cast<size_t>(a->body_limit));
   const size_t take = std::min(room, len);
   a->body.append(data, take);
   if (take < len) {
@@ -189,13 +221,43 @@ size_t WriteCallback(char* data, size_t size, size_t n, void* user) {
   return len;
 }
 
+bool EqualsIgnoreCase(std::string_view a, std::string_view lower) {
+  if (a.size() != lower.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) != lower[i]) return false;
+  }
+  return true;
+}
+
+bool IsSelectedHeader(std::string_view name) {
+  for (std::string_view s : kSelectedHeaders) {
+    if (EqualsIgnoreCase(name, s)) return true;
+  }
+  return false;
+}
+
+// "HTTP/1.1 502 Bad Gateway" -> 502; 0 when there is no number.
+int StatusOf(std::string_view status_line) {
+  const size_t space = status_line.find(' ');
+  if (space == std::string_view::npos) return 0;
+  int status = 0;
+  for (size_t i = space + 1; i < status_line.size() && i < space + 4; ++i) {
+    const char c = status_line[i];
+    if (c < '0' || c > '9') return 0;
+    status = status * 10 + (c - '0');
+  }
+  return status;
+}
+
 size_t HeaderCallback(char* data, size_t size, size_t n, void* user) {
   auto* a = static_cast<Attempt*>(user);
   const size_t len = size * n;
   const std::string_view line(data, len);
-  if (line.rfind("HTTP/", 0) == 0) {  // a new response (redirect, 100-continue)
+  const bool status_line = line.rfind("HTTP/", 0) == 0;
+  if (status_line) {  // a new response (redirect, 100-continue)
     a->headers.clear();
     a->header_bytes = 0;
+    a->keep_all_headers = a->wants_all_headers || StatusOf(line) >= 500;
   }
   a->header_bytes += len;
   if (a->header_bytes > kMaxHeaderBytes) {
@@ -203,9 +265,10 @@ size_t HeaderCallback(char* data, size_t size, size_t n, void* user) {
     return 0;
   }
   const size_t colon = line.find(':');
-  if (colon != std::string_view::npos && line.rfind("HTTP/", 0) != 0) {
-    a->headers.emplace_back(Lower(Trim(line.substr(0, colon))), std::string(Trim(line.substr(colon + 1))));
-  }
+  if (colon == std::string_view::npos || status_line) return len;
+  const std::string_view name = Trim(line.substr(0, colon));
+  if (!a->keep_all_headers && !IsSelectedHeader(name)) return len;  // nobody reads it
+  a->headers.emplace_back(Lower(name), std::string(Trim(line.substr(colon + 1))));
   return len;
 }
 
@@ -226,146 +289,295 @@ curl_socket_t OpenSocket(void* user, curlsocktype, curl_sockaddr* addr) {
 int CloseSocket(void* user, curl_socket_t fd) {
   auto* a = static_cast<Attempt*>(user);
   if (fd == a->socket) {
-    a->tcp_connected = a->tcp_connected || SocketConnected(fd);
+    // Ask the socket only when curl has no connect time (a system call per probe saved).
+    curl_off_t connect_us = 0;
+    if (!a->tcp_connected && a->easy != nullptr) {
+      curl_easy_getinfo(a->easy, CURLINFO_CONNECT_TIME_T, &connect_us);
+    }
+    a->tcp_connected = a->tcp_connected || connect_us > 0 || SocketConnected(fd);
     a->socket = CURL_SOCKET_BAD;
   }
   return ::close(fd);
 }
 
+// What an epoll event belongs to, in its 64-bit user data: kind << 32 | fd.
+enum class FdKind : uint32_t { kWake = 1, kCurl = 2, kAres = 3 };
+
+uint64_t EpollTag(FdKind kind, int fd) {
+  return static_cast<uint64_t>(kind) << 32 | static_cast<uint32_t>(fd);
+}
+
+constexpr auto kHeartbeat = std::chrono::seconds(1);   // on_tick at least this often
+constexpr auto kMaxWait = std::chrono::seconds(1);     // a clock that jumps, a FakeClock
+constexpr auto kSweepEvery = std::chrono::seconds(1);  // expired first attempts, all
+constexpr int kMaxEvents = 256;
+
+// The engine thread's Impl, so Submit() can tell it is called from the loop itself.
+thread_local const void* tls_engine = nullptr;
+
 }  // namespace
 
 struct HttpProber::Impl {
-  Impl(Options o, const Clock& c, HttpProber* owner) : options(std::move(o)), clock(c), self(owner) {}
+  Impl(Options o, const Clock& c, HttpProber* owner)
+      : options(std::move(o)), clock(c), self(owner) {}
 
   Options options;
   const Clock& clock;
   HttpProber* self;  // for on_tick
 
   // Shared with submitting threads.
-  mutable std::mutex mu;  // guards incoming, stopping, stop_deadline
+  mutable std::mutex mu;  // guards incoming and stop_deadline
   std::deque<ProbeJob> incoming;
-  bool stopping = false;
   SteadyTime stop_deadline{};
+  std::atomic<bool> stopping{false};      // set under mu, read anywhere
+  std::atomic<bool> wake_pending{false};  // an eventfd write not yet consumed
+  std::atomic<bool> tick_requested{true};
   std::atomic<int> in_flight{0};
   std::atomic<size_t> queued{0};
   std::atomic<uint64_t> started{0};
   std::atomic<uint64_t> skipped{0};
+  std::atomic<uint64_t> handles_created{0};
+  int epoll_fd = -1;
+  int wake_fd = -1;
 
   // Engine thread only.
   CURLM* multi = nullptr;
-  std::map<std::string, ares_channel> channels;  // region name ("" = system resolver)
+  SteadyTime curl_deadline = SteadyTime::max();  // CURLMOPT_TIMERFUNCTION's latest wish
+  struct Channel {
+    Impl* impl = nullptr;
+    ares_channel channel = nullptr;
+    int pending = 0;  // lookups in progress
+  };
+  std::map<std::string, std::unique_ptr<Channel>> channels;  // region name ("" = system)
+  std::unordered_map<int, Channel*> ares_fds;                // c-ares sockets in the epoll set
   struct Waiting {
     std::shared_ptr<const ProbeJob> job;
     int number;
+    SteadyTime start_by;
   };
-  std::deque<Waiting> waiting;
+  std::deque<Waiting> retries;  // confirmation retries: first, oldest first
+  std::deque<Waiting> fresh;    // first attempts in submission order
   std::unordered_map<uint64_t, std::unique_ptr<Attempt>> attempts;
   std::multimap<SteadyTime, std::function<void()>> timers;
+  std::vector<CURL*> idle_handles;
+  std::unordered_map<const MonitorConfig*, std::shared_ptr<const MonitorPrep>> preps;
+  size_t preps_sweep_at = 64;
   SystemTime next_tick = SystemTime::max();
+  SteadyTime last_tick{};
+  SteadyTime last_sweep{};
   uint64_t next_id = 1;
   std::thread thread;
 
+  void Signal();
   void Run();
+  void MaybeTick();
   void TakeIncoming(bool* stop_now);
+  void Enqueue(ProbeJob job);
   void FireTimers();
   void StartWaiting();
+  void ExpireWaiting(SteadyTime now);
+  void Skip(const Waiting& w);
   void Start(std::shared_ptr<const ProbeJob> job, int number);
-  ares_channel ChannelFor(const RegionConfig& region);
+  std::shared_ptr<const MonitorPrep> PrepFor(const std::shared_ptr<const MonitorConfig>& m);
+  Channel* ChannelFor(const RegionConfig& region);
+  void Resolve(Attempt& a);
   void OnResolved(uint64_t id, int status, ares_addrinfo* res);
+  CURL* AcquireHandle();
+  void ReleaseHandle(CURL* e);
   void StartTransfer(Attempt& a, const std::string& ip);
+  void SetRequestOptions(CURL* e, Attempt& a, long remaining_ms);
+  void SetRouteOptions(CURL* e, Attempt& a, const std::string& ip);
   void Finish(uint64_t id, int curl_code);
+  void ReadTransfer(Attempt& a, TransferFacts& f, ProbeResult& r, int curl_code);
   void Abort(uint64_t id, Outcome outcome, std::string detail);
   void CheckTlsDeadline(uint64_t id, Duration tls_timeout);
   void Deliver(std::unique_ptr<Attempt> a, ProbeResult result);
-  void PollOnce();
+  int WaitMs(SteadyTime now);
+  void WaitOnce();
+  void Dispatch(const epoll_event& ev);
+  void RunCurlTimer();
+  void ReadDone();
+  void EpollSet(int fd, FdKind kind, uint32_t events, bool add);
+  void EpollRemove(int fd);
   void Shutdown();
+
+  static int CurlSocketCallback(CURL* easy, curl_socket_t fd, int what, void* user, void* socketp);
+  static int CurlTimerCallback(CURLM* multi, long timeout_ms, void* user);
+  static void AresSocketCallback(void* data, ares_socket_t fd, int readable, int writable);
 };
+
+// CURLMOPT_SOCKETFUNCTION: curl says which of its sockets to watch for what.
+int HttpProber::Impl::CurlSocketCallback(CURL*, curl_socket_t fd, int what, void* user,
+                                         void* socketp) {
+  auto* impl = static_cast<Impl*>(user);
+  if (what == CURL_POLL_REMOVE) {  // called before curl closes the socket
+    impl->EpollRemove(fd);
+    return 0;
+  }
+  const uint32_t events =
+      ((what & CURL_POLL_IN) != 0 ? EPOLLIN : 0u) | ((what & CURL_POLL_OUT) != 0 ? EPOLLOUT : 0u);
+  // socketp is null until assigned: the first call for a socket adds it to the set.
+  impl->EpollSet(fd, FdKind::kCurl, events, socketp == nullptr);
+  if (socketp == nullptr) curl_multi_assign(impl->multi, fd, impl);
+  return 0;
+}
+
+// CURLMOPT_TIMERFUNCTION: when curl wants curl_multi_socket_action(CURL_SOCKET_TIMEOUT).
+int HttpProber::Impl::CurlTimerCallback(CURLM*, long timeout_ms, void* user) {
+  auto* impl = static_cast<Impl*>(user);
+  impl->curl_deadline = timeout_ms < 0
+                            ? SteadyTime::max()
+                            : std::chrono::steady_clock::now() + milliseconds(timeout_ms);
+  return 0;
+}
+
+// ARES_OPT_SOCK_STATE_CB: c-ares opened, changed or (0, 0) is about to close a socket.
+void HttpProber::Impl::AresSocketCallback(void* data, ares_socket_t fd, int readable,
+                                          int writable) {
+  auto* channel = static_cast<Channel*>(data);
+  Impl& impl = *channel->impl;
+  if (!readable && !writable) {
+    impl.EpollRemove(fd);
+    impl.ares_fds.erase(fd);
+    return;
+  }
+  const bool add = impl.ares_fds.emplace(fd, channel).second;
+  impl.EpollSet(fd, FdKind::kAres, (readable ? EPOLLIN : 0u) | (writable ? EPOLLOUT : 0u), add);
+}
 
 HttpProber::HttpProber(Options options, const Clock& clock)
     : impl_(std::make_unique<Impl>(std::move(options), clock, this)) {
   GlobalInitOnce();
   RaiseFileLimit(impl_->options.max_in_flight);
-  impl_->multi = curl_multi_init();
-  curl_multi_setopt(impl_->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 0L);
-  impl_->thread = std::thread([this] { impl_->Run(); });
+  Impl& s = *impl_;
+  s.epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+  s.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (s.epoll_fd < 0 || s.wake_fd < 0) {  // out of file descriptors at start-up
+    log::Error("probe engine: cannot create its epoll set").Kv("error", std::strerror(errno));
+    std::abort();
+  }
+  s.EpollSet(s.wake_fd, FdKind::kWake, EPOLLIN, true);
+  s.multi = curl_multi_init();
+  curl_multi_setopt(s.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, 0L);
+  curl_multi_setopt(s.multi, CURLMOPT_SOCKETFUNCTION, &Impl::CurlSocketCallback);
+  curl_multi_setopt(s.multi, CURLMOPT_SOCKETDATA, &s);
+  curl_multi_setopt(s.multi, CURLMOPT_TIMERFUNCTION, &Impl::CurlTimerCallback);
+  curl_multi_setopt(s.multi, CURLMOPT_TIMERDATA, &s);
+  s.thread = std::thread([this] { impl_->Run(); });
 }
 
 HttpProber::~HttpProber() {
   Stop();
   curl_multi_cleanup(impl_->multi);
+  close(impl_->wake_fd);
+  close(impl_->epoll_fd);
 }
 
 void HttpProber::Submit(ProbeJob job) {
+  Impl& s = *impl_;
+  if (s.stopping.load()) return;
+  if (tls_engine == &s) {  // from on_tick or a result callback: the loop sees it next
+    s.Enqueue(std::move(job));
+    return;
+  }
   {
-    std::lock_guard lock(impl_->mu);
-    if (impl_->stopping) return;
-    if (impl_->queued.load() >= impl_->options.max_queued) {
-      impl_->skipped.fetch_add(1);
+    std::lock_guard lock(s.mu);
+    if (s.stopping.load()) return;
+    if (s.queued.load() >= s.options.max_queued) {
+      s.skipped.fetch_add(1);
       if (job.on_skip) job.on_skip();
       return;
     }
-    impl_->incoming.push_back(std::move(job));
-    impl_->queued.fetch_add(1);
+    s.incoming.push_back(std::move(job));
+    s.queued.fetch_add(1);
   }
-  curl_multi_wakeup(impl_->multi);
+  s.Signal();
 }
 
-void HttpProber::Wake() { curl_multi_wakeup(impl_->multi); }
+void HttpProber::Wake() {
+  impl_->tick_requested.store(true);
+  impl_->Signal();
+}
 
 void HttpProber::Stop(Duration grace) {
   {
     std::lock_guard lock(impl_->mu);
-    if (!impl_->stopping) {
-      impl_->stopping = true;
+    if (!impl_->stopping.load()) {
       impl_->stop_deadline = std::chrono::steady_clock::now() + grace;
+      impl_->stopping.store(true);
     }
   }
-  curl_multi_wakeup(impl_->multi);
+  impl_->Signal();
   if (impl_->thread.joinable()) impl_->thread.join();
 }
 
 HttpProber::Stats HttpProber::GetStats() const {
   return {impl_->in_flight.load(), impl_->queued.load(), impl_->started.load(),
-          impl_->skipped.load()};
+          impl_->skipped.load(), impl_->handles_created.load()};
+}
+
+// One eventfd write per batch of submissions: later ones see wake_pending and skip it.
+void HttpProber::Impl::Signal() {
+  if (wake_pending.exchange(true)) return;
+  const uint64_t one = 1;
+  if (write(wake_fd, &one, sizeof one) < 0) {
+    // EAGAIN: the counter is saturated, so a wakeup is pending anyway.
+  }
 }
 
 void HttpProber::Impl::Run() {
+  tls_engine = this;
   for (;;) {
     FireTimers();
-    if (options.on_tick) {
-      bool is_stopping = false;
-      {
-        std::lock_guard lock(mu);
-        is_stopping = stopping;
-      }
-      next_tick = is_stopping ? SystemTime::max() : options.on_tick(*self);
-    }
+    MaybeTick();
     bool stop_now = false;
     TakeIncoming(&stop_now);
     if (stop_now) break;
     StartWaiting();
-    PollOnce();
+    WaitOnce();
   }
   Shutdown();
+  tls_engine = nullptr;
+}
+
+void HttpProber::Impl::MaybeTick() {
+  if (!options.on_tick || stopping.load()) return;
+  const SteadyTime now = std::chrono::steady_clock::now();
+  const bool due = tick_requested.exchange(false) || now - last_tick >= kHeartbeat ||
+                   (next_tick != SystemTime::max() && clock.Now() >= next_tick);
+  if (!due) return;
+  last_tick = now;
+  next_tick = options.on_tick(*self);
+}
+
+void HttpProber::Impl::Enqueue(ProbeJob job) {
+  if (queued.load() >= options.max_queued) {
+    skipped.fetch_add(1);
+    if (job.on_skip) job.on_skip();
+    return;
+  }
+  const SteadyTime start_by = job.start_by;
+  fresh.push_back({std::make_shared<const ProbeJob>(std::move(job)), 0, start_by});
+  queued.fetch_add(1);
 }
 
 void HttpProber::Impl::TakeIncoming(bool* stop_now) {
   std::deque<ProbeJob> jobs;
-  bool is_stopping = false;
   SteadyTime deadline{};
   {
     std::lock_guard lock(mu);
     jobs.swap(incoming);
-    is_stopping = stopping;
     deadline = stop_deadline;
   }
   for (ProbeJob& job : jobs) {
-    waiting.push_back({std::make_shared<const ProbeJob>(std::move(job)), 0});
+    const SteadyTime start_by = job.start_by;
+    fresh.push_back({std::make_shared<const ProbeJob>(std::move(job)), 0, start_by});
   }
-  if (is_stopping) {
+  if (stopping.load()) {
     // No new probes and no retries while stopping; in-flight ones get the grace period.
-    queued.fetch_sub(waiting.size());
-    waiting.clear();
+    queued.fetch_sub(fresh.size() + retries.size());
+    fresh.clear();
+    retries.clear();
     timers.clear();
     *stop_now = attempts.empty() || std::chrono::steady_clock::now() >= deadline;
   }
@@ -380,40 +592,114 @@ void HttpProber::Impl::FireTimers() {
   }
 }
 
-void HttpProber::Impl::StartWaiting() {
-  while (!waiting.empty() && in_flight.load() < options.max_in_flight) {
-    Waiting w = std::move(waiting.front());
-    waiting.pop_front();
+void HttpProber::Impl::Skip(const Waiting& w) {
+  skipped.fetch_add(1);
+  if (w.job->on_skip) w.job->on_skip();
+}
+
+// First attempts whose start_by passed are skipped now rather than when they would
+// be reached. start_by mostly grows with submission order, so the head is checked every
+// time and the whole queue once a second (monitors with different intervals interleave).
+void HttpProber::Impl::ExpireWaiting(SteadyTime now) {
+  while (!fresh.empty() && fresh.front().start_by < now) {
+    Waiting w = std::move(fresh.front());
+    fresh.pop_front();
     queued.fetch_sub(1);
-    if (w.number == 0 && std::chrono::steady_clock::now() > w.job->start_by) {
-      skipped.fetch_add(1);
-      if (w.job->on_skip) w.job->on_skip();
+    Skip(w);  // may Submit() more: fresh is re-read every turn
+  }
+  if (fresh.empty() || now - last_sweep < kSweepEvery) return;
+  last_sweep = now;
+  std::deque<Waiting> keep;
+  std::deque<Waiting> expired;
+  for (Waiting& w : fresh) (w.start_by < now ? expired : keep).push_back(std::move(w));
+  fresh.swap(keep);
+  queued.fetch_sub(expired.size());
+  for (const Waiting& w : expired) Skip(w);
+}
+
+void HttpProber::Impl::StartWaiting() {
+  const SteadyTime now = std::chrono::steady_clock::now();
+  ExpireWaiting(now);
+  while (!retries.empty() && in_flight.load() < options.max_in_flight) {
+    Waiting w = std::move(retries.front());
+    retries.pop_front();
+    queued.fetch_sub(1);
+    Start(std::move(w.job), w.number);
+  }
+  const int free_slots = options.max_in_flight - in_flight.load();
+  if (fresh.empty() || free_slots <= 0) return;
+  // The newest that fit start, in submission order; the older ones wait (and expire).
+  const size_t take = std::min(fresh.size(), static_cast<size_t>(free_slots));
+  std::vector<Waiting> batch(std::make_move_iterator(fresh.end() - static_cast<ptrdiff_t>(take)),
+                             std::make_move_iterator(fresh.end()));
+  fresh.erase(fresh.end() - static_cast<ptrdiff_t>(take), fresh.end());
+  queued.fetch_sub(take);
+  // Start() may deliver a result at once, whose callback may Submit(): fresh is not
+  // touched from here on.
+  for (Waiting& w : batch) {
+    if (now > w.start_by) {
+      Skip(w);
       continue;
     }
     Start(std::move(w.job), w.number);
   }
 }
 
-ares_channel HttpProber::Impl::ChannelFor(const RegionConfig& region) {
-  const std::string key = region.dns_servers.empty() && region.source_address.empty() ? "" : region.name;
-  if (auto it = channels.find(key); it != channels.end()) return it->second;
+std::shared_ptr<const MonitorPrep> HttpProber::Impl::PrepFor(
+    const std::shared_ptr<const MonitorConfig>& m) {
+  // A live weak_ptr at this address is this very config (two live objects never share
+  // an address); a dead one is a config freed since, whose address was reused.
+  if (auto it = preps.find(m.get()); it != preps.end() && !it->second->config.expired()) {
+    return it->second;
+  }
+  auto prep = std::make_shared<MonitorPrep>();
+  prep->config = m;
+  if (auto url = ParseHttpUrl(m->url)) {
+    prep->url = std::move(*url);
+  } else {
+    prep->url_error = url.error();
+  }
+  for (const auto& [name, value] : m->probe.headers) {
+    prep->request_headers = curl_slist_append(prep->request_headers, (name + ": " + value).c_str());
+  }
+  preps[m.get()] = prep;
+  if (preps.size() >= preps_sweep_at) {  // drop configs gone since (reloads)
+    std::erase_if(preps, [](const auto& kv) { return kv.second->config.expired(); });
+    preps_sweep_at = std::max<size_t>(64, 2 * preps.size());
+  }
+  return prep;
+}
+
+HttpProber::Impl::Channel* HttpProber::Impl::ChannelFor(const RegionConfig& region) {
+  const std::string key =
+      region.dns_servers.empty() && region.source_address.empty() ? "" : region.name;
+  if (auto it = channels.find(key); it != channels.end()) return it->second.get();
+  auto owned = std::make_unique<Channel>();
+  owned->impl = this;
   ares_options opts{};
   opts.timeout = 2000;  // per try; the probe's own resolve deadline cuts earlier
   opts.tries = 2;
   // Hand SERVFAIL/REFUSED to us instead of trying further: that *is* the finding.
   opts.flags = ARES_FLAG_NOCHECKRESP;
-  ares_channel channel = nullptr;
-  int rc = ares_init_options(&channel, &opts, ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_FLAGS);
+  // Its sockets join the engine's epoll set.
+  opts.sock_state_cb = &Impl::AresSocketCallback;
+  opts.sock_state_cb_data = owned.get();
+  int rc = ares_init_options(
+      &owned->channel, &opts,
+      ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_FLAGS | ARES_OPT_SOCK_STATE_CB);
   if (rc != ARES_SUCCESS) {
     log::Error("c-ares init failed").Kv("error", ares_strerror(rc));
     return nullptr;
   }
+  ares_channel channel = owned->channel;
   if (!region.dns_servers.empty()) {
     std::string csv;
     for (const std::string& s : region.dns_servers) csv += (csv.empty() ? "" : ",") + s;
     rc = ares_set_servers_ports_csv(channel, csv.c_str());
     if (rc != ARES_SUCCESS) {
-      log::Error("c-ares servers rejected").Kv("region", region.name).Kv("error", ares_strerror(rc));
+      log::Error("c-ares servers rejected")
+          .Kv("region", region.name)
+          .Kv("error", ares_strerror(rc));
     }
   }
   if (!region.source_address.empty()) {
@@ -425,8 +711,9 @@ ares_channel HttpProber::Impl::ChannelFor(const RegionConfig& region) {
       ares_set_local_ip6(channel, a6.s6_addr);
     }
   }
-  channels[key] = channel;
-  return channel;
+  Channel* out = owned.get();
+  channels[key] = std::move(owned);
+  return out;
 }
 
 void HttpProber::Impl::Start(std::shared_ptr<const ProbeJob> job, int number) {
@@ -439,28 +726,34 @@ void HttpProber::Impl::Start(std::shared_ptr<const ProbeJob> job, int number) {
   const MonitorConfig& m = *a->job->monitor;
   a->deadline = a->started + m.probe.timeout;
   a->body_limit = std::max<int64_t>(m.probe.max_body, kFingerprintBytes);
-  auto url = ParseHttpUrl(m.url);
+  a->wants_all_headers = !m.header_contains.empty();
+  a->prep = PrepFor(a->job->monitor);
   in_flight.fetch_add(1);
   started.fetch_add(1);
   Attempt& ref = *a;
   const uint64_t id = a->id;
   attempts.emplace(id, std::move(a));
-  if (!url) {  // validated at config load; guard anyway
-    Abort(id, Outcome::kMalformedResponse, "invalid URL: " + url.error());
+  if (!ref.prep->url) {  // validated at config load; guard anyway
+    Abort(id, Outcome::kMalformedResponse, "invalid URL: " + ref.prep->url_error);
     return;
   }
-  ref.url = *url;
   ref.via_proxy = !ref.job->region->proxy.empty();
-  if (ref.via_proxy || ref.url.host_is_ip) {
-    StartTransfer(ref, ref.url.host_is_ip ? ref.url.host : "");
+  if (ref.via_proxy || ref.url().host_is_ip) {
+    StartTransfer(ref, ref.url().host_is_ip ? ref.url().host : "");
     return;
   }
-  ares_channel channel = ChannelFor(*ref.job->region);
+  Resolve(ref);
+}
+
+void HttpProber::Impl::Resolve(Attempt& ref) {
+  const uint64_t id = ref.id;
+  Channel* channel = ChannelFor(*ref.job->region);
   if (channel == nullptr) {
     Abort(id, Outcome::kDnsError, "resolver unavailable");
     return;
   }
-  const Duration resolve_limit = m.probe.resolve_timeout.value_or(m.probe.timeout);
+  const ProbeSettings& p = ref.job->monitor->probe;
+  const Duration resolve_limit = p.resolve_timeout.value_or(p.timeout);
   timers.emplace(ref.started + resolve_limit, [this, id, resolve_limit] {
     auto it = attempts.find(id);
     if (it != attempts.end() && it->second->state == Attempt::State::kResolving) {
@@ -473,18 +766,20 @@ void HttpProber::Impl::Start(std::shared_ptr<const ProbeJob> job, int number) {
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = ARES_AI_NOSORT;
   struct Ctx {
-    Impl* impl;
+    Channel* channel;
     uint64_t id;
   };
+  ++channel->pending;
   // c-ares calls back exactly once (ARES_EDESTRUCTION on shutdown), possibly right here.
   ares_getaddrinfo(
-      channel, ref.url.host.c_str(), nullptr, &hints,
+      channel->channel, ref.url().host.c_str(), nullptr, &hints,
       [](void* arg, int status, int, ares_addrinfo* res) {
         auto* ctx = static_cast<Ctx*>(arg);
-        ctx->impl->OnResolved(ctx->id, status, res);
+        --ctx->channel->pending;
+        ctx->channel->impl->OnResolved(ctx->id, status, res);
         delete ctx;
       },
-      new Ctx{this, id});
+      new Ctx{channel, id});
 }
 
 void HttpProber::Impl::OnResolved(uint64_t id, int status, ares_addrinfo* res) {
@@ -501,18 +796,22 @@ void HttpProber::Impl::OnResolved(uint64_t id, int status, ares_addrinfo* res) {
     return;
   }
   std::string first_v4, first_v6;
-  for (const ares_addrinfo_node* n = res != nullptr ? res->nodes : nullptr; n != nullptr; n = n->ai_next) {
+  for (const ares_addrinfo_node* n = res != nullptr ? res->nodes : nullptr; n != nullptr;
+       n = n->ai_next) {
     char buf[INET6_ADDRSTRLEN] = {};
     if (n->ai_family == AF_INET) {
-      inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(n->ai_addr)->sin_addr, buf, sizeof buf);
+      inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(n->ai_addr)->sin_addr, buf,
+                sizeof buf);
       if (first_v4.empty()) first_v4 = buf;
     } else if (n->ai_family == AF_INET6) {
-      inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(n->ai_addr)->sin6_addr, buf, sizeof buf);
+      inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(n->ai_addr)->sin6_addr, buf,
+                sizeof buf);
       if (first_v6.empty()) first_v6 = buf;
     } else {
       continue;
     }
-    if (std::find(a.resolved.begin(), a.resolved.end(), buf) == a.resolved.end()) a.resolved.emplace_back(buf);
+    if (std::find(a.resolved.begin(), a.resolved.end(), buf) == a.resolved.end())
+      a.resolved.emplace_back(buf);
   }
   if (res != nullptr) ares_freeaddrinfo(res);
   std::sort(a.resolved.begin(), a.resolved.end());
@@ -524,16 +823,51 @@ void HttpProber::Impl::OnResolved(uint64_t id, int status, ares_addrinfo* res) {
   StartTransfer(a, !first_v4.empty() ? first_v4 : first_v6);
 }
 
+CURL* HttpProber::Impl::AcquireHandle() {
+  if (idle_handles.empty()) {
+    handles_created.fetch_add(1);
+    return curl_easy_init();
+  }
+  CURL* e = idle_handles.back();
+  idle_handles.pop_back();
+  return e;
+}
+
+// Back to libcurl's defaults, so nothing of the finished probe (method, body, headers,
+// proxy, TLS options, callbacks pointing at its Attempt) reaches the next one; the
+// handle keeps only its buffers. Its connection is already closed (FORBID_REUSE).
+void HttpProber::Impl::ReleaseHandle(CURL* e) {
+  curl_easy_reset(e);
+  if (idle_handles.size() < static_cast<size_t>(options.max_in_flight)) {
+    idle_handles.push_back(e);
+  } else {
+    curl_easy_cleanup(e);
+  }
+}
+
 void HttpProber::Impl::StartTransfer(Attempt& a, const std::string& ip) {
   a.state = Attempt::State::kTransfer;
+  const ProbeSettings& p = a.job->monitor->probe;
+  const auto now = std::chrono::steady_clock::now();
+  const long remaining_ms =
+      std::max<long>(1, duration_cast<milliseconds>(a.deadline - now).count());
+  CURL* e = AcquireHandle();
+  a.easy = e;
+  SetRequestOptions(e, a, remaining_ms);
+  SetRouteOptions(e, a, ip);
+  if (p.tls_timeout && a.url().scheme == "https") {
+    const uint64_t id = a.id;
+    const Duration tls_timeout = *p.tls_timeout;
+    timers.emplace(now + tls_timeout,
+                   [this, id, tls_timeout] { CheckTlsDeadline(id, tls_timeout); });
+  }
+  curl_multi_add_handle(multi, e);
+}
+
+// What is asked, how it is read, and the limits: the same whatever the route.
+void HttpProber::Impl::SetRequestOptions(CURL* e, Attempt& a, long remaining_ms) {
   const MonitorConfig& m = *a.job->monitor;
   const ProbeSettings& p = m.probe;
-  const RegionConfig& region = *a.job->region;
-  const auto now = std::chrono::steady_clock::now();
-  const long remaining_ms = std::max<long>(1, duration_cast<milliseconds>(a.deadline - now).count());
-
-  CURL* e = curl_easy_init();
-  a.easy = e;
   curl_easy_setopt(e, CURLOPT_PRIVATE, &a);
   curl_easy_setopt(e, CURLOPT_URL, m.url.c_str());
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -541,17 +875,19 @@ void HttpProber::Impl::StartTransfer(Attempt& a, const std::string& ip) {
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);  // measure DNS, connect and TLS every time
   curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+  // A reused handle would otherwise resume the last TLS session with the same host: a
+  // cheaper handshake, and no certificate to read facts from.
+  curl_easy_setopt(e, CURLOPT_SSL_SESSIONID_CACHE, 0L);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, a.errbuf);
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, remaining_ms);
   const long connect_ms =
-      p.connect_timeout ? std::min<long>(remaining_ms, static_cast<long>(p.connect_timeout->count()))
-                        : remaining_ms;
+      p.connect_timeout
+          ? std::min<long>(remaining_ms, static_cast<long>(p.connect_timeout->count()))
+          : remaining_ms;
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
   curl_easy_setopt(e, CURLOPT_USERAGENT, p.user_agent.c_str());
-  for (const auto& [name, value] : p.headers) {
-    a.request_headers = curl_slist_append(a.request_headers, (name + ": " + value).c_str());
-  }
-  if (a.request_headers != nullptr) curl_easy_setopt(e, CURLOPT_HTTPHEADER, a.request_headers);
+  if (a.prep->request_headers != nullptr)
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, a.prep->request_headers);
   if (p.method == "HEAD") {
     curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
   } else if (p.method != "GET") {
@@ -581,12 +917,20 @@ void HttpProber::Impl::StartTransfer(Attempt& a, const std::string& ip) {
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, p.tls_skip_verify ? 0L : 2L);
   curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, SslCtxCallback);
   curl_easy_setopt(e, CURLOPT_SSL_CTX_DATA, &a.tls);
-  if (!ip.empty() && !a.url.host_is_ip) {
+}
+
+// Where the connection goes: the resolved address, the region's proxy and source address.
+void HttpProber::Impl::SetRouteOptions(CURL* e, Attempt& a, const std::string& ip) {
+  const RegionConfig& region = *a.job->region;
+  const HttpUrl& url = a.url();
+  if (!ip.empty() && !url.host_is_ip) {
     // Per handle, unlike CURLOPT_RESOLVE (shared by the multi handle: regions would mix).
     const std::string target = ip.find(':') != std::string::npos ? "[" + ip + "]" : ip;
-    const std::string host = a.url.host.find(':') != std::string::npos ? "[" + a.url.host + "]" : a.url.host;
-    a.connect_to = curl_slist_append(nullptr, (host + ":" + std::to_string(a.url.port) + ":" +
-                                               target + ":" + std::to_string(a.url.port)).c_str());
+    const std::string host =
+        url.host.find(':') != std::string::npos ? "[" + url.host + "]" : url.host;
+    a.connect_to = curl_slist_append(nullptr, (host + ":" + std::to_string(url.port) + ":" +
+                                               target + ":" + std::to_string(url.port))
+                                                  .c_str());
     curl_easy_setopt(e, CURLOPT_CONNECT_TO, a.connect_to);
   }
   if (region.proxy.empty()) {
@@ -603,12 +947,6 @@ void HttpProber::Impl::StartTransfer(Attempt& a, const std::string& ip) {
   if (!region.source_address.empty()) {
     curl_easy_setopt(e, CURLOPT_INTERFACE, ("host!" + region.source_address).c_str());
   }
-  if (p.tls_timeout && a.url.scheme == "https") {
-    const uint64_t id = a.id;
-    const Duration tls_timeout = *p.tls_timeout;
-    timers.emplace(now + tls_timeout, [this, id, tls_timeout] { CheckTlsDeadline(id, tls_timeout); });
-  }
-  curl_multi_add_handle(multi, e);
 }
 
 // The TLS phase has its own limit: TCP connected + tls_timeout. libcurl 7.88 has no
@@ -634,7 +972,8 @@ void HttpProber::Impl::CheckTlsDeadline(uint64_t id, Duration tls_timeout) {
   const SteadyTime transfer_start = a.started + a.resolve.value_or(microseconds(0));
   const SteadyTime limit = std::max(transfer_start, a.last_seen_unconnected) + tls_timeout;
   if (now >= limit) {
-    Abort(id, Outcome::kTlsError, "TLS handshake did not finish within " + FormatDuration(tls_timeout));
+    Abort(id, Outcome::kTlsError,
+          "TLS handshake did not finish within " + FormatDuration(tls_timeout));
     return;
   }
   timers.emplace(limit, [this, id, tls_timeout] { CheckTlsDeadline(id, tls_timeout); });
@@ -648,6 +987,61 @@ void HttpProber::Impl::Abort(uint64_t id, Outcome outcome, std::string detail) {
   Finish(id, CURLE_ABORTED_BY_CALLBACK);
 }
 
+// What libcurl knows about the transfer: into the facts to classify and the result.
+void HttpProber::Impl::ReadTransfer(Attempt& a, TransferFacts& f, ProbeResult& r, int curl_code) {
+  long os_errno = 0, connect_code = 0, status = 0, version = 0;
+  curl_easy_getinfo(a.easy, CURLINFO_OS_ERRNO, &os_errno);
+  curl_easy_getinfo(a.easy, CURLINFO_HTTP_CONNECTCODE, &connect_code);
+  curl_easy_getinfo(a.easy, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_getinfo(a.easy, CURLINFO_HTTP_VERSION, &version);
+  curl_off_t lookup = 0, connect = 0, app = 0, pre = 0, first_byte = 0, total_us = 0;
+  curl_easy_getinfo(a.easy, CURLINFO_NAMELOOKUP_TIME_T, &lookup);
+  curl_easy_getinfo(a.easy, CURLINFO_CONNECT_TIME_T, &connect);
+  curl_easy_getinfo(a.easy, CURLINFO_APPCONNECT_TIME_T, &app);
+  curl_easy_getinfo(a.easy, CURLINFO_PRETRANSFER_TIME_T, &pre);
+  curl_easy_getinfo(a.easy, CURLINFO_STARTTRANSFER_TIME_T, &first_byte);
+  curl_easy_getinfo(a.easy, CURLINFO_TOTAL_TIME_T, &total_us);
+  f.os_errno = static_cast<int>(os_errno);
+  f.proxy_connect_code = connect_code;
+  f.connected = connect > 0 || a.tcp_connected || SocketConnected(a.socket);
+  f.tls_done = app > 0;
+  f.headers_received = first_byte > 0 && status > 0;
+  f.http_status = static_cast<int>(status);
+  r.http_status = static_cast<int>(status);
+  if (f.connected) r.phases.connect = microseconds(connect - lookup);
+  if (f.https && f.tls_done) r.phases.tls = microseconds(app - connect);
+  if (f.headers_received && pre > 0) r.phases.processing = microseconds(first_byte - pre);
+  if (f.headers_received && curl_code == CURLE_OK)
+    r.phases.transfer = microseconds(total_us - first_byte);
+  if (f.headers_received && curl_code != CURLE_OK && !a.engine_outcome && total_us >= first_byte) {
+    r.phases.transfer = microseconds(total_us - first_byte);  // interrupted mid-body
+  }
+  switch (version) {
+    case CURL_HTTP_VERSION_1_0:
+      r.http_version = "1.0";
+      break;
+    case CURL_HTTP_VERSION_1_1:
+      r.http_version = "1.1";
+      break;
+    case CURL_HTTP_VERSION_2_0:
+      r.http_version = "2";
+      break;
+    case CURL_HTTP_VERSION_3:
+      r.http_version = "3";
+      break;
+    default:
+      break;
+  }
+  char* ip = nullptr;
+  if (!f.via_proxy && curl_easy_getinfo(a.easy, CURLINFO_PRIMARY_IP, &ip) == CURLE_OK &&
+      ip != nullptr) {
+    r.remote_ip = ip;
+  }
+  // total: from the start of resolution to the end (our clock when the engine cut it).
+  if (!a.engine_outcome)
+    r.phases.total = a.resolve.value_or(microseconds(0)) + microseconds(total_us);
+}
+
 void HttpProber::Impl::Finish(uint64_t id, int curl_code) {
   auto it = attempts.find(id);
   if (it == attempts.end()) return;
@@ -655,7 +1049,6 @@ void HttpProber::Impl::Finish(uint64_t id, int curl_code) {
   attempts.erase(it);
   Attempt& a = *owned;
   const MonitorConfig& m = *a.job->monitor;
-  const auto now = std::chrono::steady_clock::now();
 
   ProbeResult r;
   r.monitor = m.name;
@@ -668,66 +1061,24 @@ void HttpProber::Impl::Finish(uint64_t id, int curl_code) {
 
   TransferFacts f;
   f.curl_code = curl_code;
-  f.https = a.url.scheme == "https";
+  f.https = a.prep->url && a.url().scheme == "https";
   f.via_proxy = !a.job->region->proxy.empty();
   f.body_capped = a.body_capped;
   f.headers_too_large = a.headers_too_large;
   f.engine_outcome = a.engine_outcome;
   f.engine_detail = a.engine_detail;
   f.curl_error = a.errbuf;
-  curl_off_t total_us = 0;
   if (a.easy != nullptr) {
+    // Removing closes the connection (FORBID_REUSE), which frees the SSL_CTX pointing at a.tls.
     curl_multi_remove_handle(multi, a.easy);
-    long os_errno = 0, connect_code = 0, status = 0, version = 0;
-    curl_easy_getinfo(a.easy, CURLINFO_OS_ERRNO, &os_errno);
-    curl_easy_getinfo(a.easy, CURLINFO_HTTP_CONNECTCODE, &connect_code);
-    curl_easy_getinfo(a.easy, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_getinfo(a.easy, CURLINFO_HTTP_VERSION, &version);
-    curl_off_t lookup = 0, connect = 0, app = 0, pre = 0, first_byte = 0;
-    curl_easy_getinfo(a.easy, CURLINFO_NAMELOOKUP_TIME_T, &lookup);
-    curl_easy_getinfo(a.easy, CURLINFO_CONNECT_TIME_T, &connect);
-    curl_easy_getinfo(a.easy, CURLINFO_APPCONNECT_TIME_T, &app);
-    curl_easy_getinfo(a.easy, CURLINFO_PRETRANSFER_TIME_T, &pre);
-    curl_easy_getinfo(a.easy, CURLINFO_STARTTRANSFER_TIME_T, &first_byte);
-    curl_easy_getinfo(a.easy, CURLINFO_TOTAL_TIME_T, &total_us);
-    f.os_errno = static_cast<int>(os_errno);
-    f.proxy_connect_code = connect_code;
-    f.connected = connect > 0 || a.tcp_connected || SocketConnected(a.socket);
-    f.tls_done = app > 0;
-    f.headers_received = first_byte > 0 && status > 0;
-    f.http_status = static_cast<int>(status);
-    r.http_status = static_cast<int>(status);
-    if (f.connected) r.phases.connect = microseconds(connect - lookup);
-    if (f.https && f.tls_done) r.phases.tls = microseconds(app - connect);
-    if (f.headers_received && pre > 0) r.phases.processing = microseconds(first_byte - pre);
-    if (f.headers_received && curl_code == CURLE_OK) r.phases.transfer = microseconds(total_us - first_byte);
-    if (f.headers_received && curl_code != CURLE_OK && !a.engine_outcome && total_us >= first_byte) {
-      r.phases.transfer = microseconds(total_us - first_byte);  // interrupted mid-body
-    }
-    switch (version) {
-      case CURL_HTTP_VERSION_1_0: r.http_version = "1.0"; break;
-      case CURL_HTTP_VERSION_1_1: r.http_version = "1.1"; break;
-      case CURL_HTTP_VERSION_2_0: r.http_version = "2"; break;
-      case CURL_HTTP_VERSION_3: r.http_version = "3"; break;
-      default: break;
-    }
-    char* ip = nullptr;
-    if (!f.via_proxy && curl_easy_getinfo(a.easy, CURLINFO_PRIMARY_IP, &ip) == CURLE_OK && ip != nullptr) {
-      r.remote_ip = ip;
-    }
-  }
-  // total: from the start of resolution to the end (our clock when the engine cut it).
-  if (a.engine_outcome || a.easy == nullptr) {
-    r.phases.total = duration_cast<microseconds>(now - a.started);
-  } else {
-    r.phases.total = a.resolve.value_or(microseconds(0)) + microseconds(total_us);
-  }
-  if (a.easy != nullptr) {
-    curl_easy_cleanup(a.easy);  // frees the SSL_CTX that points at a.tls
+    ReadTransfer(a, f, r, curl_code);
+    ReleaseHandle(a.easy);
     a.easy = nullptr;
   }
-  r.tls = a.tls;
-  if (!f.https) r.tls = {};
+  if (!r.phases.total) {
+    r.phases.total = duration_cast<microseconds>(std::chrono::steady_clock::now() - a.started);
+  }
+  if (f.https) r.tls = a.tls;
 
   Classified c = ClassifyTransfer(f);
   if (c.transfer_ok) {
@@ -736,9 +1087,11 @@ void HttpProber::Impl::Finish(uint64_t id, int curl_code) {
   }
   r.outcome = c.outcome;
   r.detail = std::move(c.detail);
-  r.bytes_read = static_cast<int64_t>(std::min<size_t>(a.body.size(), static_cast<size_t>(m.probe.max_body)));
+  r.bytes_read =
+      static_cast<int64_t>(std::min<size_t>(a.body.size(), static_cast<size_t>(m.probe.max_body)));
   for (const auto& [name, value] : a.headers) {
-    if (std::find(kSelectedHeaders.begin(), kSelectedHeaders.end(), name) != kSelectedHeaders.end()) {
+    if (std::find(kSelectedHeaders.begin(), kSelectedHeaders.end(), name) !=
+        kSelectedHeaders.end()) {
       r.headers.emplace_back(name, value);
     }
   }
@@ -765,77 +1118,111 @@ void HttpProber::Impl::Finish(uint64_t id, int curl_code) {
 void HttpProber::Impl::Deliver(std::unique_ptr<Attempt> a, ProbeResult result) {
   in_flight.fetch_sub(1);
   const bool failed = IsFailure(result.outcome);
-  const int retries = a->job->monitor->probe.retries;
-  result.confirmed = !failed || a->number >= retries;
-  if (!result.confirmed) {
-    bool is_stopping = false;
-    {
-      std::lock_guard lock(mu);
-      is_stopping = stopping;
-    }
-    if (!is_stopping) {
-      auto job = a->job;
-      const int next = a->number + 1;
-      timers.emplace(std::chrono::steady_clock::now() + a->job->monitor->probe.retry_delay,
-                     [this, job, next] {
-                       waiting.push_front({job, next});  // a retry goes before new probes
-                       queued.fetch_add(1);
-                     });
-    }
+  const int retries_allowed = a->job->monitor->probe.retries;
+  result.confirmed = !failed || a->number >= retries_allowed;
+  if (!result.confirmed && !stopping.load()) {
+    auto job = a->job;
+    const int next = a->number + 1;
+    timers.emplace(std::chrono::steady_clock::now() + a->job->monitor->probe.retry_delay,
+                   [this, job, next] {
+                     retries.push_back({job, next, SteadyTime::max()});  // before new probes
+                     queued.fetch_add(1);
+                   });
   }
   if (a->job->on_result) a->job->on_result(std::move(result));
 }
 
-void HttpProber::Impl::PollOnce() {
-  std::vector<curl_waitfd> fds;
-  std::vector<std::pair<ares_channel, ares_socket_t>> owners;
-  long timeout_ms = 1000;
-  for (auto& [key, channel] : channels) {
-    ares_socket_t socks[ARES_GETSOCK_MAXNUM];
-    const int bits = ares_getsock(channel, socks, ARES_GETSOCK_MAXNUM);
-    for (int i = 0; i < ARES_GETSOCK_MAXNUM; ++i) {
-      const bool readable = ARES_GETSOCK_READABLE(bits, i);
-      const bool writable = ARES_GETSOCK_WRITABLE(bits, i);
-      if (!readable && !writable) continue;
-      curl_waitfd w{};
-      w.fd = socks[i];
-      w.events = static_cast<short>((readable ? CURL_WAIT_POLLIN : 0) | (writable ? CURL_WAIT_POLLOUT : 0));
-      fds.push_back(w);
-      owners.emplace_back(channel, socks[i]);
-    }
+// ---- The event loop: one epoll set for curl's sockets, c-ares' and the wakeup eventfd.
+
+void HttpProber::Impl::EpollSet(int fd, FdKind kind, uint32_t events, bool add) {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.u64 = EpollTag(kind, fd);
+  if (epoll_ctl(epoll_fd, add ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev) == 0) return;
+  // A socket closed and its number reused before we heard: the other operation fits.
+  if (epoll_ctl(epoll_fd, add ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) != 0) {
+    log::Error("probe engine: epoll_ctl failed").Kv("fd", fd).Kv("error", std::strerror(errno));
+  }
+}
+
+void HttpProber::Impl::EpollRemove(int fd) {
+  epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, nullptr);  // ENOENT/EBADF: already gone
+}
+
+// How long the loop may sleep: until the first of curl's timer, our timers, c-ares'
+// timeouts, the next tick (coalesced), the stop deadline and the next expiry of a
+// waiting probe; 0 when a waiting probe can start now.
+int HttpProber::Impl::WaitMs(SteadyTime now) {
+  if ((!retries.empty() || !fresh.empty()) && in_flight.load() < options.max_in_flight) return 0;
+  SteadyTime until = std::min(now + kMaxWait, curl_deadline);
+  if (!timers.empty()) until = std::min(until, timers.begin()->first);
+  for (const auto& [key, channel] : channels) {
     timeval tv{};
-    if (ares_timeout(channel, nullptr, &tv) != nullptr) {
-      timeout_ms = std::min<long>(timeout_ms, tv.tv_sec * 1000 + tv.tv_usec / 1000);
+    if (channel->pending > 0 && ares_timeout(channel->channel, nullptr, &tv) != nullptr) {
+      until = std::min(until, now + std::chrono::seconds(tv.tv_sec) + microseconds(tv.tv_usec));
     }
   }
-  long curl_timeout = -1;
-  curl_multi_timeout(multi, &curl_timeout);
-  if (curl_timeout >= 0) timeout_ms = std::min(timeout_ms, curl_timeout);
-  if (!timers.empty()) {
-    const auto until = duration_cast<milliseconds>(timers.begin()->first - std::chrono::steady_clock::now()).count();
-    timeout_ms = std::min<long>(timeout_ms, std::max<long>(0, static_cast<long>(until)));
+  if (options.on_tick && !stopping.load()) {
+    SteadyTime tick_at = last_tick + kHeartbeat;
+    if (next_tick != SystemTime::max()) {
+      const auto ahead = std::max(next_tick - clock.Now(), SystemTime::duration(0));
+      tick_at = std::min(tick_at, now + duration_cast<SteadyTime::duration>(ahead));
+    }
+    until = std::min(until, std::max(tick_at, last_tick + options.tick_batch));
   }
-  if (next_tick != SystemTime::max()) {
-    // Round up: waking a millisecond early would spin until the slot is due.
-    const auto until = std::chrono::duration_cast<microseconds>(next_tick - clock.Now()).count();
-    timeout_ms = std::min<long>(timeout_ms, std::max<long>(0, static_cast<long>((until + 999) / 1000)));
-  }
-  if (!waiting.empty() && in_flight.load() < options.max_in_flight) timeout_ms = 0;
-  curl_multi_poll(multi, fds.data(), static_cast<unsigned>(fds.size()), static_cast<int>(timeout_ms), nullptr);
+  if (stopping.load()) until = std::min(until, stop_deadline);
+  if (!fresh.empty())
+    until = std::min(until, std::max(fresh.front().start_by, now + options.tick_batch));
+  if (until <= now) return 0;
+  // Round up: waking a millisecond early would spin until the deadline.
+  return static_cast<int>((duration_cast<microseconds>(until - now).count() + 999) / 1000);
+}
 
-  for (size_t i = 0; i < fds.size(); ++i) {
-    const auto& w = fds[i];
-    if (w.revents == 0) continue;
-    const bool r = (w.revents & (CURL_WAIT_POLLIN | CURL_WAIT_POLLPRI)) != 0;
-    const bool wr = (w.revents & CURL_WAIT_POLLOUT) != 0;
-    ares_process_fd(owners[i].first, r ? owners[i].second : ARES_SOCKET_BAD,
-                    wr ? owners[i].second : ARES_SOCKET_BAD);
-  }
-  // Resolver timeouts and retransmissions.
-  for (auto& [key, channel] : channels) ares_process_fd(channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
-
+void HttpProber::Impl::RunCurlTimer() {
+  if (curl_deadline > std::chrono::steady_clock::now()) return;
   int running = 0;
-  curl_multi_perform(multi, &running);
+  curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  // Asked, not left to the callback: curl reports whole milliseconds rounded down, so
+  // this may run just before its timer expires, and it does not call the callback again
+  // for the same expiry time; the loop would then never come back for it.
+  long timeout_ms = -1;
+  curl_multi_timeout(multi, &timeout_ms);
+  curl_deadline = timeout_ms < 0 ? SteadyTime::max()
+                                 : std::chrono::steady_clock::now() + milliseconds(timeout_ms);
+}
+
+void HttpProber::Impl::Dispatch(const epoll_event& ev) {
+  const auto kind = static_cast<FdKind>(ev.data.u64 >> 32);
+  const int fd = static_cast<int>(ev.data.u64 & 0xffffffffu);
+  const bool readable = (ev.events & (EPOLLIN | EPOLLHUP | EPOLLERR)) != 0;
+  const bool writable = (ev.events & (EPOLLOUT | EPOLLERR)) != 0;
+  switch (kind) {
+    case FdKind::kWake: {
+      uint64_t count = 0;
+      if (read(wake_fd, &count, sizeof count) < 0) {
+        // EAGAIN: drained already.
+      }
+      wake_pending.store(false);  // before TakeIncoming reads the queue
+      break;
+    }
+    case FdKind::kCurl: {
+      int mask = (readable ? CURL_CSELECT_IN : 0) | (writable ? CURL_CSELECT_OUT : 0) |
+                 ((ev.events & EPOLLERR) != 0 ? CURL_CSELECT_ERR : 0);
+      int running = 0;
+      curl_multi_socket_action(multi, fd, mask, &running);
+      break;
+    }
+    case FdKind::kAres: {
+      auto it = ares_fds.find(fd);
+      if (it == ares_fds.end()) break;  // closed since this batch of events was read
+      ares_process_fd(it->second->channel, readable ? fd : ARES_SOCKET_BAD,
+                      writable ? fd : ARES_SOCKET_BAD);
+      break;
+    }
+  }
+}
+
+void HttpProber::Impl::ReadDone() {
   int pending = 0;
   while (CURLMsg* msg = curl_multi_info_read(multi, &pending)) {
     if (msg->msg != CURLMSG_DONE) continue;
@@ -846,22 +1233,39 @@ void HttpProber::Impl::PollOnce() {
   }
 }
 
+void HttpProber::Impl::WaitOnce() {
+  RunCurlTimer();  // handles just added ask for 0 ms: start them before sleeping
+  ReadDone();
+  epoll_event events[kMaxEvents];
+  const int n = epoll_wait(epoll_fd, events, kMaxEvents, WaitMs(std::chrono::steady_clock::now()));
+  for (int i = 0; i < n; ++i) Dispatch(events[i]);
+  RunCurlTimer();
+  // Resolver timeouts and retransmissions.
+  for (auto& [key, channel] : channels) {
+    if (channel->pending > 0) ares_process_fd(channel->channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+  }
+  ReadDone();
+}
+
 void HttpProber::Impl::Shutdown() {
   // Whatever is still running is dropped without a result (SPEC: not stored).
   for (auto& [id, a] : attempts) {
-    if (a->easy != nullptr) {
-      curl_multi_remove_handle(multi, a->easy);
-      curl_easy_cleanup(a->easy);
-      a->easy = nullptr;
+    if (CURL* e = std::exchange(a->easy, nullptr); e != nullptr) {
+      curl_multi_remove_handle(multi, e);
+      curl_easy_cleanup(e);
     }
     in_flight.fetch_sub(1);
   }
   attempts.clear();
-  for (auto& [key, channel] : channels) ares_destroy(channel);  // callbacks see no attempt
+  for (CURL* e : idle_handles) curl_easy_cleanup(e);
+  idle_handles.clear();
+  for (auto& [key, channel] : channels) ares_destroy(channel->channel);  // callbacks see no attempt
   channels.clear();
   timers.clear();
-  queued.fetch_sub(waiting.size());
-  waiting.clear();
+  queued.fetch_sub(fresh.size() + retries.size());
+  fresh.clear();
+  retries.clear();
+  preps.clear();
 }
 
 }  // namespace gatewatch::probes

@@ -5,14 +5,15 @@
 #include "probes/engine.h"
 
 #include <dirent.h>
-
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <fstream>
 #include <map>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include "fleet/connect_proxy.h"
 #include "fleet/dns_server.h"
@@ -80,7 +81,8 @@ RegionConfig Local() { return RegionConfig{"local", "", {}, ""}; }
 
 class Harness {
  public:
-  explicit Harness(std::string ca_file = "", int max_in_flight = 64) : prober_(Options(ca_file, max_in_flight), clock_) {}
+  explicit Harness(std::string ca_file = "", int max_in_flight = 64)
+      : prober_(Options(ca_file, max_in_flight), clock_) {}
 
   void Submit(const MonitorConfig& m, const RegionConfig& region, Sink& sink,
               SteadyTime start_by = SteadyTime::max()) {
@@ -190,7 +192,8 @@ TEST_CASE("Engine: request method, headers and body are sent as configured") {
 
 TEST_CASE("Engine: connect_refused, connect_timeout") {
   Harness h;
-  const ProbeResult refused = h.Probe(Monitor("http://127.0.0.1:" + std::to_string(fleet::RefusedPort()) + "/"));
+  const ProbeResult refused =
+      h.Probe(Monitor("http://127.0.0.1:" + std::to_string(fleet::RefusedPort()) + "/"));
   CHECK(refused.outcome == Outcome::kConnectRefused);
   CHECK(refused.http_status == 0);
   CHECK_FALSE(refused.phases.connect.has_value());
@@ -342,8 +345,9 @@ TEST_CASE("Engine: assertion_failed on body and header assertions") {
 }
 
 TEST_CASE("Engine: excused is a 503 with Retry-After inside a silence") {
-  RawHttpServer server(Behavior::Raw(
-      "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 120\r\nContent-Length: 11\r\n\r\nmaintenance"));
+  RawHttpServer server(
+      Behavior::Raw("HTTP/1.1 503 Service Unavailable\r\nRetry-After: 120\r\nContent-Length: "
+                    "11\r\n\r\nmaintenance"));
   Harness h;
   const ProbeResult r = h.Probe(Monitor(server.Url()));
   CHECK(r.outcome == Outcome::kHttp503);
@@ -376,7 +380,8 @@ TEST_CASE("Engine: proxy_error when the region's CONNECT proxy refuses or is dow
 TEST_CASE("Engine: a direct region ignores proxy variables in the environment") {
   RawHttpServer server;
   fleet::ConnectProxy proxy(fleet::ConnectProxy::Mode::kRefuse);
-  for (const char* var : {"http_proxy", "HTTPS_PROXY", "all_proxy"}) setenv(var, proxy.Url().c_str(), 1);
+  for (const char* var : {"http_proxy", "HTTPS_PROXY", "all_proxy"})
+    setenv(var, proxy.Url().c_str(), 1);
   Harness h;
   const ProbeResult r = h.Probe(Monitor(server.Url()));
   for (const char* var : {"http_proxy", "HTTPS_PROXY", "all_proxy"}) unsetenv(var);
@@ -484,7 +489,8 @@ TEST_CASE("Engine: hundreds of lookups add no thread (c-ares on the engine loop)
   RawHttpServer server;
   fleet::DnsServer dns;
   constexpr int kNames = 300;
-  for (int i = 0; i < kNames; ++i) dns.SetAnswer("n" + std::to_string(i) + ".gatewatch.test", {"127.0.0.1"});
+  for (int i = 0; i < kNames; ++i)
+    dns.SetAnswer("n" + std::to_string(i) + ".gatewatch.test", {"127.0.0.1"});
   RegionConfig region{"own-dns", "", {dns.Address()}, ""};
   Harness h("", 128);
   Sink warmup;
@@ -494,17 +500,21 @@ TEST_CASE("Engine: hundreds of lookups add no thread (c-ares on the engine loop)
 
   Sink sink;
   for (int i = 0; i < kNames; ++i) {
-    h.Submit(Monitor("http://n" + std::to_string(i) + ".gatewatch.test:" + std::to_string(server.port()) + "/"),
+    h.Submit(Monitor("http://n" + std::to_string(i) +
+                     ".gatewatch.test:" + std::to_string(server.port()) + "/"),
              region, sink);
   }
   int peak = baseline;
-  REQUIRE(WaitFor([&] {
-    peak = std::max(peak, ThreadCount());
-    return sink.Results().size() == kNames;
-  }, 30s));
+  REQUIRE(WaitFor(
+      [&] {
+        peak = std::max(peak, ThreadCount());
+        return sink.Results().size() == kNames;
+      },
+      30s));
   CHECK(peak == baseline);
   int ok = 0;
-  for (const auto& r : sink.Results()) ok += r.outcome == Outcome::kOk && r.phases.resolve.has_value();
+  for (const auto& r : sink.Results())
+    ok += r.outcome == Outcome::kOk && r.phases.resolve.has_value();
   CHECK(ok == kNames);
 }
 
@@ -604,7 +614,8 @@ TEST_CASE("Engine: 1,000 probes in flight against a fleet that never answers") {
   constexpr int kProbes = 1000;
   Harness h("", kProbes);
   Sink warmup;
-  h.Submit(Monitor("http://127.0.0.1:" + std::to_string(fleet::RefusedPort()) + "/"), Local(), warmup);
+  h.Submit(Monitor("http://127.0.0.1:" + std::to_string(fleet::RefusedPort()) + "/"), Local(),
+           warmup);
   REQUIRE(warmup.WaitCount(1, 10s));
   const int threads_before = ThreadCount();
   const long rss_before = RssKiB();
@@ -616,12 +627,14 @@ TEST_CASE("Engine: 1,000 probes in flight against a fleet that never answers") {
   int peak_threads = threads_before;
   int peak_in_flight = 0;
   long peak_rss = rss_before;
-  REQUIRE(WaitFor([&] {
-    peak_threads = std::max(peak_threads, ThreadCount());
-    peak_in_flight = std::max(peak_in_flight, h.prober().GetStats().in_flight);
-    peak_rss = std::max(peak_rss, RssKiB());
-    return sink.Results().size() == kProbes;
-  }, 60s));
+  REQUIRE(WaitFor(
+      [&] {
+        peak_threads = std::max(peak_threads, ThreadCount());
+        peak_in_flight = std::max(peak_in_flight, h.prober().GetStats().in_flight);
+        peak_rss = std::max(peak_rss, RssKiB());
+        return sink.Results().size() == kProbes;
+      },
+      60s));
   const auto results = sink.Results();
   int timeouts = 0;
   std::map<std::string, int> outcomes;
@@ -638,6 +651,189 @@ TEST_CASE("Engine: 1,000 probes in flight against a fleet that never answers") {
   MESSAGE("RSS before " << rss_before << " KiB, peak " << peak_rss << " KiB");
   CHECK(peak_rss - rss_before < 200 * 1024);  // bounded: well under 200 KiB per probe
   CHECK(h.prober().GetStats().in_flight == 0);
+}
+
+TEST_CASE(
+    "Engine: a waiting probe is skipped as soon as its start_by passes, not when a slot frees") {
+  RawHttpServer silent(Behavior::SlowHeaders(30s));
+  Harness h("", 1);  // one slot
+  Sink busy, skipped;
+  MonitorConfig hold = Monitor(silent.Url(), "hold");
+  hold.probe.timeout = 3s;
+  h.Submit(hold, Local(), busy);
+  REQUIRE(WaitFor([&] { return h.prober().GetStats().in_flight == 1; }));
+  h.Submit(Monitor(silent.Url(), "late"), Local(), skipped,
+           std::chrono::steady_clock::now() + 100ms);
+  REQUIRE(skipped.WaitCount(1, 10s));
+  CHECK(skipped.Skips() == 1);
+  CHECK(busy.Results().empty());  // the slot is still taken: the skip did not wait for it
+  CHECK(h.prober().GetStats().queued == 0);
+  REQUIRE(busy.WaitCount(1, 10s));
+  CHECK(busy.Results()[0].outcome == Outcome::kTimeoutTtfb);
+}
+
+TEST_CASE("Engine: under overload the newest first attempt starts first") {
+  RawHttpServer silent(Behavior::SlowHeaders(30s));
+  RawHttpServer healthy;
+  Harness h("", 1);  // one slot
+  Sink busy, sink;
+  MonitorConfig hold = Monitor(silent.Url(), "hold");
+  hold.probe.timeout = 1500ms;
+  h.Submit(hold, Local(), busy);
+  REQUIRE(WaitFor([&] { return h.prober().GetStats().in_flight == 1; }));
+  for (const char* name : {"a", "b", "c"}) h.Submit(Monitor(healthy.Url(), name), Local(), sink);
+  REQUIRE(WaitFor([&] { return h.prober().GetStats().queued == 3; }));
+  REQUIRE(sink.WaitCount(3, 10s));
+  const auto results = sink.Results();
+  REQUIRE(results.size() == 3);
+  // Each freed slot goes to the newest waiting probe: the probes that run measure the
+  // present, and the oldest are the ones left to expire.
+  CHECK(results[0].monitor == "c");
+  CHECK(results[1].monitor == "b");
+  CHECK(results[2].monitor == "a");
+  for (const auto& r : results) CHECK(r.outcome == Outcome::kOk);
+  CHECK(busy.Results().size() == 1);
+}
+
+TEST_CASE("Engine: a confirmation retry starts before first attempts that wait with it") {
+  RawHttpServer bad(Behavior::Status(502));
+  RawHttpServer silent(Behavior::SlowHeaders(30s));
+  RawHttpServer healthy;
+  Harness h("", 1);  // one slot
+  Sink sink;
+  MonitorConfig retried = Monitor(bad.Url(), "retried");
+  retried.probe.retries = 1;
+  retried.probe.retry_delay = 100ms;
+  h.Submit(retried, Local(), sink);
+  REQUIRE(sink.WaitCount(1, 10s));  // attempt 0 failed; its retry is due in 100 ms
+  MonitorConfig hold = Monitor(silent.Url(), "hold");
+  hold.probe.timeout = 1500ms;
+  h.Submit(hold, Local(), sink);
+  REQUIRE(WaitFor([&] { return h.prober().GetStats().in_flight == 1; }));
+  REQUIRE(WaitFor([&] { return h.prober().GetStats().queued == 1; }));  // the retry waits
+  h.Submit(Monitor(healthy.Url(), "fresh"), Local(), sink);
+  REQUIRE(WaitFor([&] { return h.prober().GetStats().queued == 2; }));
+  REQUIRE(sink.WaitCount(4, 10s));
+  const auto results = sink.Results();
+  REQUIRE(results.size() == 4);
+  CHECK(results[1].monitor == "hold");
+  CHECK(results[2].monitor == "retried");
+  CHECK(results[2].attempt == 1);
+  CHECK(results[2].confirmed);
+  CHECK(results[3].monitor == "fresh");
+}
+
+TEST_CASE("Engine: a reused easy handle carries nothing of the previous probe") {
+  RawHttpServer server;
+  server.Route("/nginx-502", Behavior::Raw(fleet::pages::Nginx(502)));
+  fleet::TestCa ca;
+  fleet::TlsServer tls(ca, {});
+  fleet::TlsServerOptions expired_options;
+  expired_options.leaf = fleet::LeafKind::kExpired;
+  fleet::TlsServer expired(ca, expired_options);
+  fleet::ConnectProxy proxy;
+  Harness h(ca.CaFile(), 1);  // one slot: every probe below runs on the same handle
+
+  MonitorConfig post = Monitor(server.Url("/submit"));
+  post.probe.method = "POST";
+  post.probe.body = "{\"probe\":1}";
+  post.probe.headers = {{"X-Probe", "1"}};
+  post.probe.follow_redirects = true;
+  CHECK(h.Probe(post).outcome == Outcome::kOk);
+  CHECK(server.LastRequestHead().rfind("POST /submit HTTP/1.1", 0) == 0);
+
+  const ProbeResult get = h.Probe(Monitor(server.Url("/plain")));
+  CHECK(get.outcome == Outcome::kOk);
+  const std::string head = server.LastRequestHead();
+  CHECK(head.rfind("GET /plain HTTP/1.1", 0) == 0);
+  CHECK(head.find("X-Probe") == std::string::npos);
+  CHECK(head.find("Content-Length") == std::string::npos);
+
+  MonitorConfig head_only = Monitor(server.Url("/head"));
+  head_only.probe.method = "HEAD";
+  CHECK(h.Probe(head_only).bytes_read == 0);
+  CHECK(server.LastRequestHead().rfind("HEAD /head HTTP/1.1", 0) == 0);
+  const ProbeResult body_again = h.Probe(Monitor(server.Url("/after-head")));
+  CHECK(server.LastRequestHead().rfind("GET /after-head HTTP/1.1", 0) == 0);
+  CHECK(body_again.bytes_read == 2);  // NOBODY did not stay
+
+  const ProbeResult gateway = h.Probe(Monitor(server.Url("/nginx-502")));
+  CHECK(gateway.emitter == Emitter::kNginx);
+  const ProbeResult after_gateway = h.Probe(Monitor(server.Url("/ok")));
+  CHECK(after_gateway.outcome == Outcome::kOk);
+  CHECK(after_gateway.headers.empty());
+  CHECK(after_gateway.body_snippet.empty());
+  CHECK(after_gateway.emitter == Emitter::kNone);
+
+  // TLS: facts on every handshake (no session resumed from the previous probe), none for
+  // plain HTTP, and verification settings per probe.
+  const ProbeResult tls_first = h.Probe(Monitor(tls.UrlFor("localhost", "/")));
+  CHECK(tls_first.outcome == Outcome::kOk);
+  CHECK(tls_first.tls.earliest_expiry.has_value());
+  CHECK(h.Probe(Monitor(server.Url("/plain-between"))).tls.version.empty());
+  const ProbeResult tls_second = h.Probe(Monitor(tls.UrlFor("localhost", "/")));
+  CHECK(tls_second.outcome == Outcome::kOk);
+  CHECK(tls_second.phases.tls.has_value());
+  CHECK(tls_second.tls.earliest_expiry.has_value());
+  CHECK(tls_second.tls.issuer.find("gatewatch test CA") != std::string::npos);
+  CHECK(tls.HandshakeCount() == 2);
+  MonitorConfig skip = Monitor(expired.UrlFor("localhost", "/"));
+  skip.probe.tls_skip_verify = true;
+  CHECK(h.Probe(skip).outcome == Outcome::kOk);
+  CHECK(h.Probe(Monitor(expired.UrlFor("localhost", "/"))).outcome == Outcome::kTlsCertInvalid);
+
+  // Route: a proxy region, then a direct one.
+  const RegionConfig via{"via-proxy", proxy.Url(), {}, ""};
+  CHECK(h.Probe(Monitor(server.Url("/via")), via).outcome == Outcome::kOk);
+  const ProbeResult direct = h.Probe(Monitor(server.Url("/direct")));
+  CHECK(direct.outcome == Outcome::kOk);
+  CHECK(direct.remote_ip == "127.0.0.1");
+  CHECK(proxy.TunnelCount() == 1);
+
+  CHECK(h.prober().GetStats().easy_handles_created == 1);  // it was one handle throughout
+}
+
+TEST_CASE(
+    "Engine: on_tick submits from the engine thread, paced by tick_batch, at least once a second") {
+  RawHttpServer server;
+  RealClock clock;
+  Sink sink;
+  std::atomic<int> ticks{0};
+  std::atomic<bool> submitted{false};
+  std::atomic<bool> busy_loop{false};
+  HttpProber::Options o;
+  o.on_tick = [&](Prober& p) {
+    ++ticks;
+    if (!submitted.exchange(true)) {
+      ProbeJob job;
+      job.monitor = std::make_shared<const MonitorConfig>(Monitor(server.Url("/from-tick")));
+      job.region = std::make_shared<const RegionConfig>(Local());
+      job.on_result = [&sink](ProbeResult r) { sink.Add(std::move(r)); };
+      p.Submit(std::move(job));  // on the engine thread: no wakeup needed
+    }
+    // Always due: only tick_batch keeps this from running on every loop turn.
+    return busy_loop.load() ? clock.Now() : SystemTime::max();
+  };
+  HttpProber prober(o, clock);
+  REQUIRE(sink.WaitCount(1, 10s));
+  CHECK(sink.Results()[0].outcome == Outcome::kOk);
+  CHECK(server.RequestCount("/from-tick") == 1);
+
+  // SystemTime::max() ("nothing scheduled") still gets a call each second: the daemon's
+  // readiness check watches the ticks.
+  const int idle_start = ticks.load();
+  REQUIRE(WaitFor([&] { return ticks.load() >= idle_start + 2; }, 10s));
+
+  busy_loop = true;
+  prober.Wake();
+  REQUIRE(WaitFor([&] { return ticks.load() >= idle_start + 4; }, 10s));
+  // A measurement window, not a synchronisation: the rate of calls when always due.
+  const int before = ticks.load();
+  std::this_thread::sleep_for(1s);
+  const int per_second = ticks.load() - before;
+  MESSAGE("on_tick calls in one second when always due: " << per_second);
+  CHECK(per_second >= 1);
+  CHECK(per_second <= 1000 / 5 * 2);  // tick_batch 5 ms: ~200, never a busy loop
 }
 
 }  // namespace
