@@ -47,7 +47,10 @@ struct AlertPipeline::Impl {
         }
         return;
       }
+      if (queue.empty()) first_queued = std::chrono::steady_clock::now();
       queue.push_back(r);
+      // Only the first result of a batch and a full batch wake the thread (see batch_delay).
+      if (queue.size() != 1 && queue.size() != options.batch_rows) return;
     }
     cv.notify_one();
   }
@@ -118,7 +121,19 @@ struct AlertPipeline::Impl {
       std::shared_ptr<const Config> reloaded;
       {
         std::unique_lock lock(mu);
-        cv.wait_until(lock, ToSteady(next_tick), [&] { return stopping || !queue.empty() || reconfigure; });
+        const auto tick_at = ToSteady(next_tick);
+        for (;;) {
+          if (stopping || reconfigure || queue.size() >= options.batch_rows) break;
+          auto until = tick_at;
+          if (!queue.empty()) until = std::min(until, first_queued + options.batch_delay);
+          if (std::chrono::steady_clock::now() >= until) break;
+          const bool was_empty = queue.empty();
+          // Woken by the first result of a batch: wait again, now with its deadline.
+          cv.wait_until(lock, until, [&] {
+            return stopping || reconfigure || queue.size() >= options.batch_rows ||
+                   (was_empty && !queue.empty());
+          });
+        }
         batch.swap(queue);
         reloaded = std::exchange(reconfigure, nullptr);
       }
@@ -314,6 +329,7 @@ struct AlertPipeline::Impl {
   std::mutex mu;  // guards queue, stopping, reconfigure
   std::condition_variable cv;
   std::deque<probes::ProbeResult> queue;
+  std::chrono::steady_clock::time_point first_queued;  // when queue last became non-empty
   bool stopping = false;
   std::shared_ptr<const Config> reconfigure;
 

@@ -49,6 +49,11 @@ struct AlertPipelineOptions {
   std::string db_path;               // the daemon's SQLite file (results, alert state, outbox)
   size_t max_queued = 100'000;       // results waiting for evaluation
   Duration tick = Duration(1000);    // time-driven transitions
+  // Results are evaluated in batches: the first result of an empty queue is taken at most
+  // this long after it arrived (sooner when batch_rows wait), so the pipeline wakes tens of
+  // times a second rather than once per probe. Adds at most this to alert latency.
+  Duration batch_delay = Duration(10);
+  size_t batch_rows = 512;
   std::function<void()> on_enqueued;  // notifications were committed (wakes delivery)
   // Called on the pipeline thread after each round with the alert states that changed
   // since the last call (all of them the first time): metrics.

@@ -8,6 +8,7 @@
 
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "alerting/config.h"
@@ -45,10 +46,21 @@ struct Config {
   std::vector<alerting::NotifierConfig> notifiers;
   std::vector<alerting::SilenceConfig> silences;
 
+  // By name: O(1) once IndexMonitors() ran on the final monitor list (the loader does);
+  // a name the index does not hold (a Config built by hand or changed since) is scanned for.
   const probes::MonitorConfig* FindMonitor(std::string_view name) const;
+  void IndexMonitors();
   const probes::RegionConfig* FindRegion(std::string_view name) const;
   // Monitor x region pairs: the number of independent probe schedules.
   size_t ProbeSlots() const;
+
+ private:
+  struct NameHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  // monitor name -> position in `monitors` (positions survive copies of the Config).
+  std::unordered_map<std::string, size_t, NameHash, std::equal_to<>> monitor_index_;
 };
 
 struct ConfigError {

@@ -280,6 +280,44 @@ url = "http://${HOST}:8080/${PATH_PART}?q=$${literal}"
   CHECK(c.monitors[0].url == "http://127.0.0.1:8080/hz?q=${literal}");
 }
 
+TEST_CASE("Config: FindMonitor by name, in a loaded config, its copies and after changes") {
+  std::string toml;
+  for (int i = 0; i < 300; ++i) {
+    toml += "[[monitors]]\nname = \"m" + std::to_string(i) + "\"\nurl = \"http://127.0.0.1:9/" +
+            std::to_string(i) + "\"\n";
+  }
+  Config cfg = MustParse(toml);
+  for (int i = 0; i < 300; i += 37) {
+    const probes::MonitorConfig* m = cfg.FindMonitor("m" + std::to_string(i));
+    REQUIRE(m != nullptr);
+    CHECK(m == &cfg.monitors[static_cast<size_t>(i)]);
+  }
+  CHECK(cfg.FindMonitor("m300") == nullptr);
+  CHECK(cfg.FindMonitor("") == nullptr);
+
+  const Config copy = cfg;  // positions, not pointers: the copy finds its own monitors
+  REQUIRE(copy.FindMonitor("m299") != nullptr);
+  CHECK(copy.FindMonitor("m299") == &copy.monitors.back());
+
+  // Changed after loading: still found, by name, never a wrong monitor.
+  cfg.monitors[5].name = "renamed";
+  CHECK(cfg.FindMonitor("m5") == nullptr);
+  REQUIRE(cfg.FindMonitor("renamed") != nullptr);
+  CHECK(cfg.FindMonitor("renamed") == &cfg.monitors[5]);
+  std::swap(cfg.monitors[1], cfg.monitors[2]);
+  REQUIRE(cfg.FindMonitor("m1") != nullptr);
+  CHECK(cfg.FindMonitor("m1")->name == "m1");
+  cfg.monitors.push_back(cfg.monitors[0]);
+  cfg.monitors.back().name = "added";
+  CHECK(cfg.FindMonitor("added") == &cfg.monitors.back());
+
+  Config by_hand;  // never indexed
+  by_hand.monitors.resize(2);
+  by_hand.monitors[1].name = "b";
+  CHECK(by_hand.FindMonitor("b") == &by_hand.monitors[1]);
+  CHECK(by_hand.FindMonitor("c") == nullptr);
+}
+
 TEST_CASE("Config: the shipped example configs validate") {
   auto env = Env({{"GATEWATCH_API_TOKEN", "0123456789abcdef0123"},
                   {"SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T/B/x"},
