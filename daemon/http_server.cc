@@ -3,6 +3,8 @@
 #include <httplib.h>
 #include <openssl/crypto.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -53,6 +55,7 @@ struct HttpServer::Impl {
   Options options;
   std::unique_ptr<httplib::Server> server;
   std::thread thread;
+  std::atomic<bool> listen_returned{false};
 };
 
 namespace {
@@ -175,12 +178,21 @@ Result<int> HttpServer::Start() {
     return Error("cannot listen on " + listen.host + ":" + std::to_string(listen.port) + ": " +
                  std::strerror(errno));
   }
-  impl_->thread = std::thread([this] { impl_->server->listen_after_bind(); });
+  impl_->thread = std::thread([this] {
+    impl_->server->listen_after_bind();
+    impl_->listen_returned.store(true);
+  });
   return port;
 }
 
 void HttpServer::Stop() {
   if (!impl_->thread.joinable()) return;
+  // cpp-httplib 0.11 ignores a stop() that comes before its listen loop runs (accept()
+  // would then block for ever): a SIGTERM right after start must still stop. Bounded: a
+  // loop that never starts (listen_after_bind failed) has returned already.
+  for (int i = 0; i < 500 && !impl_->server->is_running() && !impl_->listen_returned.load(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   impl_->server->stop();
   impl_->thread.join();
 }

@@ -22,6 +22,7 @@
 #include "alerting/notifiers/webhook.h"
 #include "probes/log.h"
 #include "storage/outbox.h"
+#include "tests/support/httplib_listen.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/wait.h"
 
@@ -79,10 +80,8 @@ class Receiver {
     });
     port_ = server_.bind_to_any_port("127.0.0.1");
     REQUIRE(port_ > 0);
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
-    // stop() before listen_after_bind() has begun is lost (httplib 0.11): accept() would
-    // block for ever in the destructor. Requests are accepted either way.
-    REQUIRE(WaitFor([this] { return server_.is_running(); }));
+    thread_ = testing::ListenInBackground(server_);
+    REQUIRE(server_.is_running());
   }
   ~Receiver() {
     {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "probes/clock.h"
+#include "tests/support/httplib_listen.h"
 
 namespace gatewatch::testing {
 
@@ -35,7 +36,7 @@ class RecordingTarget {
       res.set_content("ok", "text/plain");
     });
     port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    thread_ = ListenInBackground(server_);
   }
   ~RecordingTarget() {
     {

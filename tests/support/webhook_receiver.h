@@ -18,6 +18,8 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/httplib_listen.h"
+
 namespace gatewatch::testing {
 
 class WebhookReceiver {
@@ -60,11 +62,7 @@ class WebhookReceiver {
       res.set_content(answer.body, "text/plain");
     });
     port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
-    // cpp-httplib 0.11 has no wait_until_ready(): bounded wait for the listen loop.
-    for (int i = 0; i < 500 && !server_.is_running(); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
+    thread_ = ListenInBackground(server_);
   }
   ~WebhookReceiver() {
     server_.stop();
