@@ -426,13 +426,15 @@ def run_gatewatch(ctx, name, kind, n, interval, duration, warmup, timeout="2s", 
                             if nm == "gatewatch_probes_skipped_total" and 'reason="' in l},
                 "rows": msum(mm, "gatewatch_db_rows_written_total"),
                 "db_queue": msum(mm, "gatewatch_db_queue_depth"),
+                "incidents": msum(mm, "gatewatch_incident_open"),
                 "lag": lag_quantiles({}, mm),
             })
             s = samples[-1]
             lagtxt = f"p50 {fmt_q(s['lag'][0.5])} p99 {fmt_q(s['lag'][0.99])}" if s["lag"] else "lag n/a"
             log(f"    t={s['t']:5.0f}s rss={s['rss_mb']:.1f}MB in_flight={s['in_flight']:.0f} "
                 f"queued={s['queued']:.0f} skipped={ {k: int(v) for k, v in s['skipped'].items()} } "
-                f"rows={s['rows']:.0f} db_queue={s['db_queue']:.0f} {lagtxt} (cumulative)")
+                f"rows={s['rows']:.0f} db_queue={s['db_queue']:.0f} open_incidents={s['incidents']:.0f} "
+                f"{lagtxt} (cumulative)")
     (u2, k2), t2 = cpu_split(pid), time.time()
     c2 = u2 + k2
     if strace is not None:
@@ -717,9 +719,10 @@ def main():
     silent = start("silent", [sys.executable, str(HERE / "silent_server.py"), "--port", str(ports["silent"]),
                               "--lifetime", str(D["outage"] + 120)], TMP / "silent.log")
     wait_port(ports["silent"], 10)
-    log(f"\n== mass outage: 10000 monitors every 5 s (timeout 5 s, retries 1) whose target accepts and never "
+    n_out = int(os.environ.get("BENCH_OUTAGE_MONITORS", "10000"))
+    log(f"\n== mass outage: {n_out} monitors every 5 s (timeout 5 s, retries 1) whose target accepts and never "
         f"answers, {D['outage']} s (load average {loadavg()})")
-    g = run_gatewatch(ctx, "outage", "silent", 10000, 5, D["outage"], 3, timeout="5s",
+    g = run_gatewatch(ctx, "outage", "silent", n_out, 5, D["outage"], 3, timeout="5s",
                       sample_every=D["outage_every"])
     print_gatewatch(g)
     stop(silent)

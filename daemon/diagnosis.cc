@@ -237,7 +237,7 @@ void Diagnostics::AlertFired(const std::string& monitor) {
   }
 }
 
-void Diagnostics::Decide(const std::string& monitor, MonitorState& s, SystemTime now) {
+bool Diagnostics::Decide(const std::string& monitor, MonitorState& s, SystemTime now) {
   const probes::MonitorConfig* m = config_->FindMonitor(monitor);
   bool upstream_failing = false;
   if (m != nullptr) {
@@ -250,18 +250,18 @@ void Diagnostics::Decide(const std::string& monitor, MonitorState& s, SystemTime
   if (!s.incident) {
     if (!s.dirty || !failing_now) {
       s.dirty = false;
-      return;
+      return false;
     }
     s.dirty = false;
     probes::Diagnosis d = Diagnose(monitor, now, false);
-    if (d.verdict == probes::Verdict::kHealthy || d.verdict == probes::Verdict::kTransient) return;
+    if (d.verdict == probes::Verdict::kHealthy || d.verdict == probes::Verdict::kTransient) return true;
     auto inc = incidents_.OpenIncident(monitor, std::string(probes::ToString(d.verdict)), d.summary,
                                        probes::EvidenceToJson(d), d.evidence.failing_regions,
                                        FailureRatio(d.evidence), now);
     if (!inc) {
       log::Error("incident open failed").Kv("monitor", monitor).Kv("error", inc.error());
       s.dirty = true;  // retried next tick
-      return;
+      return true;
     }
     log::Warn("incident opened")
         .Kv("monitor", monitor)
@@ -271,7 +271,7 @@ void Diagnostics::Decide(const std::string& monitor, MonitorState& s, SystemTime
     s.diagnosis = std::move(d);
     s.diagnosed_at = now;
     s.healthy_since.reset();
-    return;
+    return true;
   }
   storage::Incident& inc = *s.incident;
   if (failing_now) {
@@ -295,7 +295,7 @@ void Diagnostics::Decide(const std::string& monitor, MonitorState& s, SystemTime
     const std::string verdict(probes::ToString(final.verdict));
     if (auto ok = incidents_.Close(inc.id, now, verdict, final.summary); !ok) {
       log::Error("incident close failed").Kv("monitor", monitor).Kv("error", ok.error());
-      return;  // retried next tick
+      return true;  // retried next tick
     }
     log::Info("incident closed").Kv("monitor", monitor).Kv("verdict", verdict).Kv("summary", final.summary);
     s.incident.reset();
@@ -304,13 +304,13 @@ void Diagnostics::Decide(const std::string& monitor, MonitorState& s, SystemTime
     s.closed_at = now;
     s.healthy_since.reset();
     s.dirty = false;
-    return;
+    return true;
   }
-  if (!s.dirty && now - s.diagnosed_at < options_.refresh) return;
+  if (!s.dirty && now - s.diagnosed_at < options_.refresh) return false;
   s.dirty = false;
   s.diagnosed_at = now;
   probes::Diagnosis d = Diagnose(monitor, now, inc.alert_fired);
-  if (d.verdict == probes::Verdict::kHealthy) return;  // nothing in the window any more
+  if (d.verdict == probes::Verdict::kHealthy) return true;  // nothing in the window any more
   const std::string verdict(probes::ToString(d.verdict));
   if (verdict != inc.verdict) {
     log::Info("incident verdict changed")
@@ -324,24 +324,31 @@ void Diagnostics::Decide(const std::string& monitor, MonitorState& s, SystemTime
                                   ratio, inc.alert_fired, now);
       !ok) {
     log::Error("incident update failed").Kv("monitor", monitor).Kv("error", ok.error());
-    return;
+    return true;
   }
   inc.verdict = verdict;
   inc.summary = d.summary;
   inc.peak_ratio = std::max(inc.peak_ratio, ratio);
   s.diagnosis = std::move(d);
+  return true;
 }
 
 void Diagnostics::Tick(SystemTime now) {
+  // Visits every active monitor at most once, starting where the last tick ran out of
+  // budget; only real diagnoses count against it. (Counting every visit from the start of
+  // the set let the first max_per_tick open incidents starve the rest: in a mass outage no
+  // incident opened beyond the first few hundred.)
   size_t diagnosed = 0;
-  for (auto it = active_.begin(); it != active_.end() && diagnosed < options_.max_per_tick;) {
+  const size_t n = active_.size();
+  auto it = active_.lower_bound(tick_cursor_);
+  for (size_t visited = 0; visited < n && diagnosed < options_.max_per_tick; ++visited) {
+    if (it == active_.end()) it = active_.begin();
+    if (it == active_.end()) break;
     MonitorState& s = monitors_[*it];
-    if (s.dirty || s.incident) {
-      Decide(*it, s, now);
-      ++diagnosed;
-    }
+    if ((s.dirty || s.incident) && Decide(*it, s, now)) ++diagnosed;
     it = (s.dirty || s.incident) ? std::next(it) : active_.erase(it);
   }
+  tick_cursor_ = it == active_.end() ? std::string() : *it;
   Publish();
 }
 

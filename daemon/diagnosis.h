@@ -102,7 +102,9 @@ class Diagnostics {
   bool InTrouble(const std::string& monitor) const;  // it or an upstream failing, or recent failures
   probes::Diagnosis Diagnose(const std::string& monitor, SystemTime now, bool alert_fired);
   std::vector<probes::ProbeResult> ResultsOf(const std::string& monitor, SystemTime since);
-  void Decide(const std::string& monitor, MonitorState& s, SystemTime now);
+  // Opens, updates or closes the monitor's incident; true when it diagnosed (the costly
+  // part: a window read from SQLite), false for a cheap no-op.
+  bool Decide(const std::string& monitor, MonitorState& s, SystemTime now);
   void Publish();
   Duration WindowOf(const std::string& monitor) const;
   Duration CloseAfterOf(const std::string& monitor) const;
@@ -115,6 +117,7 @@ class Diagnostics {
   bool resumed_ = false;
   std::unordered_map<std::string, MonitorState> monitors_;
   std::set<std::string> active_;  // dirty, or with an open incident: what Tick() visits
+  std::string tick_cursor_;        // where the next Tick() starts in active_
   std::unordered_map<std::string, std::vector<std::string>> gateways_of_;  // upstream -> gateways
   std::unordered_map<std::string, Duration> window_, close_after_;
 

@@ -354,9 +354,33 @@ struct HttpProber::Impl {
     std::shared_ptr<const ProbeJob> job;
     int number;
     SteadyTime start_by;
+    uint32_t streak = 0;  // first attempts of this monitor x region skipped in a row
+    uint64_t seq = 0;     // submission order
+  };
+  // Owed first: the most skips in a row, then the newest.
+  struct OwedOrder {
+    bool operator()(const Waiting& a, const Waiting& b) const {
+      return a.streak != b.streak ? a.streak < b.streak : a.seq < b.seq;
+    }
+  };
+  using SlotKey = std::pair<const MonitorConfig*, const RegionConfig*>;
+  struct SlotKeyHash {
+    size_t operator()(const SlotKey& k) const {
+      return std::hash<const void*>{}(k.first) * 31 + std::hash<const void*>{}(k.second);
+    }
   };
   std::deque<Waiting> retries;  // confirmation retries: first, oldest first
-  std::deque<Waiting> fresh;    // first attempts in submission order
+  std::deque<Waiting> fresh;    // first attempts not skipped last time, in submission order
+  std::vector<Waiting> owed;    // first attempts skipped last time: a heap in OwedOrder
+  // Skips in a row per monitor x region, only while it is owed a run (erased when it
+  // starts; entries of configs gone with a reload are swept every few seconds).
+  struct Streak {
+    uint32_t count = 0;
+    std::weak_ptr<const MonitorConfig> config;
+  };
+  std::unordered_map<SlotKey, Streak, SlotKeyHash> skip_streak;
+  SteadyTime last_streak_sweep{};
+  uint64_t next_seq = 0;
   std::unordered_map<uint64_t, std::unique_ptr<Attempt>> attempts;
   std::multimap<SteadyTime, std::function<void()>> timers;
   std::vector<CURL*> idle_handles;
@@ -377,6 +401,8 @@ struct HttpProber::Impl {
   void StartWaiting();
   void ExpireWaiting(SteadyTime now);
   void Skip(const Waiting& w);
+  void Queue(std::shared_ptr<const ProbeJob> job);
+  static SlotKey KeyOf(const ProbeJob& job) { return {job.monitor.get(), job.region.get()}; }
   void Start(std::shared_ptr<const ProbeJob> job, int number);
   std::shared_ptr<const MonitorPrep> PrepFor(const std::shared_ptr<const MonitorConfig>& m);
   Channel* ChannelFor(const RegionConfig& region);
@@ -556,9 +582,24 @@ void HttpProber::Impl::Enqueue(ProbeJob job) {
     if (job.on_skip) job.on_skip();
     return;
   }
-  const SteadyTime start_by = job.start_by;
-  fresh.push_back({std::make_shared<const ProbeJob>(std::move(job)), 0, start_by});
+  Queue(std::make_shared<const ProbeJob>(std::move(job)));
   queued.fetch_add(1);
+}
+
+// A first attempt waits in `fresh`, or in `owed` when its monitor x region was skipped
+// last time: under overload owed ones start first, so every monitor gets its turn instead
+// of the same newest few running every interval.
+void HttpProber::Impl::Queue(std::shared_ptr<const ProbeJob> job) {
+  Waiting w{std::move(job), 0, SteadyTime{}};
+  w.start_by = w.job->start_by;
+  w.seq = next_seq++;
+  if (const auto it = skip_streak.find(KeyOf(*w.job)); it != skip_streak.end()) {
+    w.streak = it->second.count;
+    owed.push_back(std::move(w));
+    std::push_heap(owed.begin(), owed.end(), OwedOrder{});
+  } else {
+    fresh.push_back(std::move(w));
+  }
 }
 
 void HttpProber::Impl::TakeIncoming(bool* stop_now) {
@@ -569,14 +610,12 @@ void HttpProber::Impl::TakeIncoming(bool* stop_now) {
     jobs.swap(incoming);
     deadline = stop_deadline;
   }
-  for (ProbeJob& job : jobs) {
-    const SteadyTime start_by = job.start_by;
-    fresh.push_back({std::make_shared<const ProbeJob>(std::move(job)), 0, start_by});
-  }
+  for (ProbeJob& job : jobs) Queue(std::make_shared<const ProbeJob>(std::move(job)));
   if (stopping.load()) {
     // No new probes and no retries while stopping; in-flight ones get the grace period.
-    queued.fetch_sub(fresh.size() + retries.size());
+    queued.fetch_sub(fresh.size() + owed.size() + retries.size());
     fresh.clear();
+    owed.clear();
     retries.clear();
     timers.clear();
     *stop_now = attempts.empty() || std::chrono::steady_clock::now() >= deadline;
@@ -594,6 +633,11 @@ void HttpProber::Impl::FireTimers() {
 
 void HttpProber::Impl::Skip(const Waiting& w) {
   skipped.fetch_add(1);
+  if (w.number == 0) {
+    Streak& streak = skip_streak[KeyOf(*w.job)];
+    streak.count = std::max(streak.count, w.streak) + 1;
+    streak.config = w.job->monitor;
+  }
   if (w.job->on_skip) w.job->on_skip();
 }
 
@@ -607,14 +651,24 @@ void HttpProber::Impl::ExpireWaiting(SteadyTime now) {
     queued.fetch_sub(1);
     Skip(w);  // may Submit() more: fresh is re-read every turn
   }
-  if (fresh.empty() || now - last_sweep < kSweepEvery) return;
+  if ((fresh.empty() && owed.empty()) || now - last_sweep < kSweepEvery) return;
   last_sweep = now;
   std::deque<Waiting> keep;
-  std::deque<Waiting> expired;
-  for (Waiting& w : fresh) (w.start_by < now ? expired : keep).push_back(std::move(w));
+  std::vector<Waiting> keep_owed;
+  std::vector<Waiting> expired;
+  for (Waiting& w : fresh) {
+    if (w.start_by < now) expired.push_back(std::move(w));
+    else keep.push_back(std::move(w));
+  }
+  for (Waiting& w : owed) {
+    if (w.start_by < now) expired.push_back(std::move(w));
+    else keep_owed.push_back(std::move(w));
+  }
   fresh.swap(keep);
+  owed.swap(keep_owed);
+  std::make_heap(owed.begin(), owed.end(), OwedOrder{});
   queued.fetch_sub(expired.size());
-  for (const Waiting& w : expired) Skip(w);
+  for (const Waiting& w : expired) Skip(w);  // may Submit(): appended to fresh or owed
 }
 
 void HttpProber::Impl::StartWaiting() {
@@ -625,6 +679,23 @@ void HttpProber::Impl::StartWaiting() {
     retries.pop_front();
     queued.fetch_sub(1);
     Start(std::move(w.job), w.number);
+  }
+  // Owed first: each start or skip below may deliver at once and Submit() more, so the
+  // heap is re-read every turn.
+  while (!owed.empty() && in_flight.load() < options.max_in_flight) {
+    std::pop_heap(owed.begin(), owed.end(), OwedOrder{});
+    Waiting w = std::move(owed.back());
+    owed.pop_back();
+    queued.fetch_sub(1);
+    if (now > w.start_by) {
+      Skip(w);
+    } else {
+      Start(std::move(w.job), w.number);
+    }
+  }
+  if (!skip_streak.empty() && now - last_streak_sweep >= 10 * kSweepEvery) {
+    last_streak_sweep = now;
+    std::erase_if(skip_streak, [](const auto& kv) { return kv.second.config.expired(); });
   }
   const int free_slots = options.max_in_flight - in_flight.load();
   if (fresh.empty() || free_slots <= 0) return;
@@ -728,6 +799,7 @@ void HttpProber::Impl::Start(std::shared_ptr<const ProbeJob> job, int number) {
   a->body_limit = std::max<int64_t>(m.probe.max_body, kFingerprintBytes);
   a->wants_all_headers = !m.header_contains.empty();
   a->prep = PrepFor(a->job->monitor);
+  if (number == 0 && !skip_streak.empty()) skip_streak.erase(KeyOf(*a->job));
   in_flight.fetch_add(1);
   started.fetch_add(1);
   Attempt& ref = *a;
@@ -1153,7 +1225,10 @@ void HttpProber::Impl::EpollRemove(int fd) {
 // timeouts, the next tick (coalesced), the stop deadline and the next expiry of a
 // waiting probe; 0 when a waiting probe can start now.
 int HttpProber::Impl::WaitMs(SteadyTime now) {
-  if ((!retries.empty() || !fresh.empty()) && in_flight.load() < options.max_in_flight) return 0;
+  if ((!retries.empty() || !fresh.empty() || !owed.empty()) &&
+      in_flight.load() < options.max_in_flight) {
+    return 0;
+  }
   SteadyTime until = std::min(now + kMaxWait, curl_deadline);
   if (!timers.empty()) until = std::min(until, timers.begin()->first);
   for (const auto& [key, channel] : channels) {

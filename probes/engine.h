@@ -17,10 +17,11 @@
 // are kept here; the phase reached decides the outcome.
 //
 // At most max_in_flight probes run at once; the rest wait. Confirmation retries start
-// first (oldest first). First attempts start newest first when they cannot all start:
-// under overload the probes that run measure the present, and a waiting one whose
-// start_by passes is skipped (on_skip, counted) within about tick_batch, not when it
-// reaches the head of a queue.
+// first (oldest first). Then first attempts of a monitor x region whose previous first
+// attempt was skipped ("owed"): the most skips in a row first, so under lasting overload
+// every monitor takes its turn. Then the others, newest first: the probes that run measure
+// the present. A waiting one whose start_by passes is skipped (on_skip, counted) within
+// about tick_batch (owed ones within a second), not when it reaches the head of a queue.
 
 #include <atomic>
 #include <functional>

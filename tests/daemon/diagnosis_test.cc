@@ -1,0 +1,91 @@
+// daemon::Diagnostics on its own: a real SQLite file, a FakeClock, Tick() driven by hand.
+#include "daemon/diagnosis.h"
+
+#include <doctest/doctest.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "daemon/config.h"
+#include "storage/incidents.h"
+#include "storage/sqlite_store.h"
+#include "tests/support/fake_clock.h"
+#include "tests/support/temp_dir.h"
+
+namespace gatewatch::daemon {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST_CASE("Diagnostics: a mass outage opens every incident, max_per_tick at a time") {
+  // 50 monitors fail at once and the budget is 10 diagnoses per tick. Open incidents are
+  // visited every tick too (refresh, close); they must not use up the budget before the
+  // monitors still waiting for theirs (they did: the first few hundred incidents of a
+  // 2,000-monitor outage opened, the rest never).
+  constexpr int kMonitors = 50;
+  testing::TempDir dir;
+  const std::string db = dir.File("gw.db");
+  testing::FakeClock clock;
+  std::string toml;
+  for (int i = 0; i < kMonitors; ++i) {
+    toml += "[[monitors]]\nname = \"m" + std::to_string(100 + i) + "\"\nurl = \"http://127.0.0.1:9/\"\n";
+  }
+  auto cfg = ParseConfig(toml, "outage.toml");
+  REQUIRE(cfg.has_value());
+  const auto config = std::make_shared<const Config>(std::move(cfg).value());
+
+  auto store = storage::SqliteStore::Open(db);
+  REQUIRE(store.has_value());
+  std::vector<probes::ProbeResult> results;
+  for (int i = 0; i < kMonitors; ++i) {
+    probes::ProbeResult r;
+    r.monitor = "m" + std::to_string(100 + i);
+    r.region = "local";
+    r.started_at = clock.Now() - 2s;
+    r.outcome = probes::Outcome::kConnectRefused;
+    r.confirmed = true;
+    results.push_back(r);
+  }
+  REQUIRE((*store)->Insert(results).has_value());
+  auto incidents = storage::IncidentStore::Open(db, clock);
+  REQUIRE(incidents.has_value());
+
+  DiagnosisOptions options;
+  options.max_per_tick = 10;
+  Diagnostics diagnostics(clock, **incidents, **store, options);
+  REQUIRE(diagnostics.Configure(config).has_value());
+  for (const auto& r : results) diagnostics.Observe(r);
+
+  std::vector<size_t> open_after;
+  for (int tick = 0; tick < 8; ++tick) {
+    clock.Advance(1s);
+    diagnostics.Tick(clock.Now());
+    open_after.push_back(diagnostics.OpenSnapshot().size());
+  }
+  CHECK(open_after[0] == 10);  // the budget holds...
+  CHECK(open_after[1] == 20);
+  CHECK(open_after[4] == kMonitors);  // ...and every monitor gets its incident in turn
+  CHECK(open_after.back() == kMonitors);
+
+  // Refreshes and closes of open incidents share the budget in turn as well: none is
+  // starved, so a recovery closes every one of them (after two intervals healthy: 2 x 30 s).
+  for (auto r : results) {
+    r.outcome = probes::Outcome::kOk;
+    r.http_status = 200;
+    r.started_at = clock.Now();
+    diagnostics.Observe(r);
+  }
+  size_t open = kMonitors;
+  int ticks = 0;
+  for (; ticks < 60 && open > 0; ++ticks) {
+    clock.Advance(5s);
+    diagnostics.Tick(clock.Now());
+    open = diagnostics.OpenSnapshot().size();
+  }
+  CHECK(open == 0);
+  CHECK(ticks > 5);  // not before the monitors were healthy for two intervals
+}
+
+}  // namespace
+}  // namespace gatewatch::daemon
