@@ -9,7 +9,10 @@
 namespace gatewatch::daemon {
 namespace {
 
-constexpr size_t kRecentPerMonitor = 32;  // newest confirmed results kept while in trouble
+// Newest confirmed results kept while in trouble: only those the writer has not committed
+// yet add anything (SQLite rows win), a few per monitor at most. Only the newest keeps its
+// body snippet (up to 4 KiB): 10,000 monitors answering 502 would otherwise hold ~1 GB.
+constexpr size_t kRecentPerMonitor = 8;
 
 double FailureRatio(const probes::Evidence& e) {
   return e.results > 0 ? static_cast<double>(e.failures) / static_cast<double>(e.results) : 0.0;
@@ -158,6 +161,7 @@ void Diagnostics::Observe(const probes::ProbeResult& r) {
     }
   }
   if (keep) {
+    if (!s.recent.empty()) std::string().swap(s.recent.back().body_snippet);
     s.recent.push_back(r);
     if (s.recent.size() > kRecentPerMonitor) s.recent.pop_front();
   } else if (!s.recent.empty()) {
