@@ -240,7 +240,7 @@ def check_fleet(ports, bundle):
 # ---------------------------------------------------------------------------- gatewatch
 
 def monitor_urls(kind, n, ports):
-    """URLs of n monitors. kind: http (all 200), https (all 200), mixed, silent."""
+    """URLs of n monitors. kind: http (all 200), https (all 200), mixed, silent, refused."""
     urls = []
     for i in range(n):
         if kind == "http":
@@ -249,6 +249,8 @@ def monitor_urls(kind, n, ports):
             urls.append(f"https://127.0.0.1:{ports['https1'] if i % 2 == 0 else ports['https2']}/t/{i}")
         elif kind == "silent":
             urls.append(f"http://127.0.0.1:{ports['silent']}/h/{i}")
+        elif kind == "refused":  # nothing listens on the dead port: every probe fails at once
+            urls.append(f"http://127.0.0.1:{ports['dead']}/r/{i}")
         else:  # mixed: per 20 monitors 16 HTTP 200, 1 HTTPS 200, 1 HTTP 502, 1 proxy 502, 1 HTTPS 502
             r = i % 20
             hp = ports['http1'] if i % 2 == 0 else ports['http2']
@@ -386,7 +388,7 @@ def run_gatewatch(ctx, name, kind, n, interval, duration, warmup, timeout="2s", 
     wait_http(f"http://127.0.0.1:{ports['gatewatch']}/healthz", 120 if callgrind_out else 30, p)
     pid = p.pid
     comm = Path(f"/proc/{pid}/comm").read_text().strip()
-    if comm != "gatewatch" and not callgrind_out:
+    if comm != Path(ctx["gatewatch"]).name[:15] and not callgrind_out:
         raise SystemExit(f"bench: pid {pid} is {comm!r}, not gatewatch")
     time.sleep(warmup)
     m1_text, _, _ = scrape(ports["gatewatch"])
@@ -593,7 +595,7 @@ def profile(ctx, tool, out_dir):
 
 # ---------------------------------------------------------------------------- main
 
-PHASES = ("cmp", "http2k", "mixed1k", "mixed10k", "outage", "ceilings")
+PHASES = ("cmp", "http2k", "mixed1k", "mixed10k", "outage", "refused", "ceilings")
 
 
 def main():
@@ -601,6 +603,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--build-dir", default=str(ROOT / "build-bench"))
+    ap.add_argument("--gatewatch", default=None,
+                    help="the gatewatch binary to run (default: BUILD_DIR/daemon/gatewatch), e.g. a 'before' build")
     ap.add_argument("--profile", choices=["perf", "callgrind", "syscalls"],
                     help="profile gatewatch probing HTTP targets instead of benchmarking")
     ap.add_argument("--profile-out", default=None, help="directory for the profile data (default: tmp)")
@@ -613,6 +617,7 @@ def main():
         "mixed1k": 10 if q else 60, "http2k": 20 if q else int(os.environ.get("BENCH_2K_SECONDS", "60")), "mixed10k": 20 if q else int(os.environ.get("BENCH_10K_SECONDS", "150")),
         "outage": int(os.environ.get("BENCH_OUTAGE_SECONDS", "15" if q else "90")),
         "outage_every": 5 if q else 10,
+        "refused": int(os.environ.get("BENCH_REFUSED_SECONDS", "30" if q else "120")),
     }
     phases = set(args.phases.split(","))
     unknown = phases - set(PHASES)
@@ -622,7 +627,7 @@ def main():
     signal.signal(signal.SIGHUP, on_signal)
     build = Path(args.build_dir)
     ctx = {
-        "gatewatch": build / "daemon" / "gatewatch",
+        "gatewatch": Path(args.gatewatch) if args.gatewatch else build / "daemon" / "gatewatch",
         "bare_loop": build / "bench" / "bare_loop",
         "blackbox": shutil.which("prometheus-blackbox-exporter") or "/usr/bin/prometheus-blackbox-exporter",
     }
@@ -712,7 +717,16 @@ def main():
         g = run_gatewatch(ctx, f"mixed-{n}", "mixed", n, 5, dur, 5, sample_every=every)
         print_gatewatch(g)
 
-    # 4. Mass outage.
+    # 4. Mass outage, every target refusing: every monitor fails at once and keeps failing, so
+    #    every incident is open and every monitor holds its diagnosis state (the memory bound).
+    if "refused" in phases:
+        n_ref = int(os.environ.get("BENCH_OUTAGE_MONITORS", "10000"))
+        log(f"\n== mass outage, refused: {n_ref} monitors every 5 s (retries 1) whose target refuses "
+            f"connections, {D['refused']} s (load average {loadavg()})")
+        g = run_gatewatch(ctx, "refused", "refused", n_ref, 5, D["refused"], 5, sample_every=D["outage_every"])
+        print_gatewatch(g)
+
+    # 5. Mass outage, every target silent.
     if "outage" not in phases:
         log(f"\nload average at end {loadavg()}")
         return
@@ -727,7 +741,7 @@ def main():
     print_gatewatch(g)
     stop(silent)
 
-    # 5. Ceilings (full run only).
+    # 6. Ceilings (full run only).
     if not q and "ceilings" in phases:
         log(f"\n== bare loop ceilings (as fast as it goes, 64 in flight, 8 s; load average {loadavg()})")
         for proto, r_try in (("http", 20000), ("https", 4000)):

@@ -9,9 +9,11 @@
 #                      samples, 200 probes/s, 30 s), callgrind (25 probes/s, 20 s) or strace -c
 #                      (system calls per 1,000 probes, 200 probes/s, 20 s)
 #     --wait-quiet M   first wait up to M minutes for the 1-minute load average < 1.0
-#     --phases LIST    only these of cmp,http2k,mixed1k,mixed10k,outage,ceilings (default: all)
+#     --phases LIST    only these of cmp,http2k,mixed1k,mixed10k,refused,outage,ceilings (default: all)
+#     --gatewatch BIN  run this gatewatch binary instead of BUILD_DIR's (a 'before' build)
 # Environment: BUILD_DIR (default build-bench), BENCH_10K_SECONDS (full run, default 150),
-#   BENCH_OUTAGE_SECONDS (outage window; default 90, quick 15),
+#   BENCH_OUTAGE_SECONDS (outage window; default 90, quick 15), BENCH_REFUSED_SECONDS (refused
+#   outage; default 120, quick 30), BENCH_OUTAGE_MONITORS (both outages; default 10000),
 #   BENCH_KEEP_TMP=1 keeps the temporary directory (configs, logs, databases).
 # Needs root (apt-get for missing packages; a private mount namespace gives gatewatch the
 # bench CA). Loopback only; everything it starts is stopped on exit.
@@ -28,7 +30,7 @@ while (($#)); do
     --quick) quick=(--quick) ;;
     --no-build) build=0 ;;
     --wait-quiet) wait_min=${2:?minutes}; shift ;;
-    --profile|--profile-out|--phases) extra+=("$1" "${2:?value}"); shift ;;
+    --profile|--profile-out|--phases|--gatewatch) extra+=("$1" "${2:?value}"); shift ;;
     -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "bench: unknown option $1" >&2; exit 2 ;;
   esac

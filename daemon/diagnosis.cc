@@ -9,10 +9,19 @@
 namespace gatewatch::daemon {
 namespace {
 
-// Newest confirmed results kept while in trouble: only those the writer has not committed
-// yet add anything (SQLite rows win), a few per monitor at most. Only the newest keeps its
-// body snippet (up to 4 KiB): 10,000 monitors answering 502 would otherwise hold ~1 GB.
-constexpr size_t kRecentPerMonitor = 8;
+// An incident as kept in memory: its evidence JSON (~1.5 KB) is only ever read from SQLite.
+std::unique_ptr<storage::Incident> InMemory(storage::Incident inc) {
+  std::string().swap(inc.evidence);
+  return std::make_unique<storage::Incident>(std::move(inc));
+}
+
+void Set(std::unique_ptr<probes::Diagnosis>& slot, probes::Diagnosis d) {
+  if (slot) {
+    *slot = std::move(d);
+  } else {
+    slot = std::make_unique<probes::Diagnosis>(std::move(d));
+  }
+}
 
 double FailureRatio(const probes::Evidence& e) {
   return e.results > 0 ? static_cast<double>(e.failures) / static_cast<double>(e.results) : 0.0;
@@ -103,7 +112,7 @@ Result<void> Diagnostics::Configure(std::shared_ptr<const Config> config) {
     if (!open) return Error("open incidents: " + open.error());
     for (auto& inc : *open) {
       MonitorState& s = monitors_[inc.monitor];
-      s.incident = std::move(inc);
+      s.incident = InMemory(std::move(inc));
       s.dirty = true;
       active_.insert(s.incident->monitor);
     }
@@ -161,11 +170,20 @@ void Diagnostics::Observe(const probes::ProbeResult& r) {
     }
   }
   if (keep) {
+    // Only those the writer may not have committed yet add anything (SQLite rows win): the
+    // newest few. Only the newest keeps its body snippet (up to 4 KiB). Both bounds matter in
+    // a mass outage: 8 full results of each of 10,000 monitors held ~75 MB.
     if (!s.recent.empty()) std::string().swap(s.recent.back().body_snippet);
+    const SystemTime oldest = r.started_at - options_.recent_max_age;
+    size_t drop = 0;
+    while (drop < s.recent.size() &&
+           (s.recent[drop].started_at < oldest || s.recent.size() - drop >= kMaxRecentResults)) {
+      ++drop;
+    }
+    s.recent.erase(s.recent.begin(), s.recent.begin() + static_cast<std::ptrdiff_t>(drop));
     s.recent.push_back(r);
-    if (s.recent.size() > kRecentPerMonitor) s.recent.pop_front();
   } else if (!s.recent.empty()) {
-    s.recent.clear();
+    std::vector<probes::ProbeResult>().swap(s.recent);
   }
   if (!flipped) return;
   s.dirty = true;
@@ -232,7 +250,8 @@ void Diagnostics::AlertFired(const std::string& monitor) {
   }
   if (!s.incident) return;
   s.incident->alert_fired = true;
-  const probes::Diagnosis& d = s.diagnosis ? *s.diagnosis : (s.diagnosis = Diagnose(monitor, now, true)).value();
+  if (!s.diagnosis) Set(s.diagnosis, Diagnose(monitor, now, true));
+  const probes::Diagnosis& d = *s.diagnosis;
   if (auto ok = incidents_.Update(s.incident->id, std::string(probes::ToString(d.verdict)), d.summary,
                                   probes::EvidenceToJson(d), d.evidence.failing_regions, FailureRatio(d.evidence),
                                   true, now);
@@ -271,8 +290,8 @@ bool Diagnostics::Decide(const std::string& monitor, MonitorState& s, SystemTime
         .Kv("monitor", monitor)
         .Kv("verdict", probes::ToString(d.verdict))
         .Kv("summary", d.summary);
-    s.incident = std::move(inc).value();
-    s.diagnosis = std::move(d);
+    s.incident = InMemory(std::move(inc).value());
+    Set(s.diagnosis, std::move(d));
     s.diagnosed_at = now;
     s.healthy_since.reset();
     return true;
@@ -304,7 +323,7 @@ bool Diagnostics::Decide(const std::string& monitor, MonitorState& s, SystemTime
     log::Info("incident closed").Kv("monitor", monitor).Kv("verdict", verdict).Kv("summary", final.summary);
     s.incident.reset();
     s.diagnosis.reset();
-    s.closed = std::move(final);  // what a "resolved" that comes later names as root cause
+    Set(s.closed, std::move(final));  // what a "resolved" that comes later names as root cause
     s.closed_at = now;
     s.healthy_since.reset();
     s.dirty = false;
@@ -333,7 +352,7 @@ bool Diagnostics::Decide(const std::string& monitor, MonitorState& s, SystemTime
   inc.verdict = verdict;
   inc.summary = d.summary;
   inc.peak_ratio = std::max(inc.peak_ratio, ratio);
-  s.diagnosis = std::move(d);
+  Set(s.diagnosis, std::move(d));
   return true;
 }
 
@@ -362,9 +381,9 @@ std::optional<probes::Diagnosis> Diagnostics::Current(const std::string& monitor
   std::optional<probes::Diagnosis> d;
   auto it = monitors_.find(monitor);
   if (it != monitors_.end() && it->second.incident && it->second.diagnosis) {
-    d = it->second.diagnosis;
+    d = *it->second.diagnosis;
   } else if (it != monitors_.end() && it->second.closed && clock_.Now() - it->second.closed_at < WindowOf(monitor)) {
-    d = it->second.closed;  // e.g. the alert resolves after its incident closed
+    d = *it->second.closed;  // e.g. the alert resolves after its incident closed
   } else {
     d = Diagnose(monitor, clock_.Now(), false);
     if (d->verdict == probes::Verdict::kHealthy) d.reset();
@@ -397,6 +416,12 @@ void Diagnostics::Publish() {
   }
   std::lock_guard lock(snapshot_mu_);
   snapshot_ = std::move(open);
+}
+
+size_t Diagnostics::ResultsHeld() const {
+  size_t n = 0;
+  for (const auto& [name, s] : monitors_) n += s.recent.size();
+  return n;
 }
 
 std::vector<OpenIncident> Diagnostics::OpenSnapshot() const {

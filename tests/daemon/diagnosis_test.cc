@@ -87,5 +87,84 @@ TEST_CASE("Diagnostics: a mass outage opens every incident, max_per_tick at a ti
   CHECK(ticks > 5);  // not before the monitors were healthy for two intervals
 }
 
+TEST_CASE("Diagnostics: results the writer has not committed count, and only the newest few are held") {
+  // Nothing is in SQLite: the diagnosis must see the results it was handed (the writer may
+  // not have committed them yet), but hold only the newest of them — by age (recent_max_age)
+  // and by count (kMaxRecentResults). Holding 8 full results of each of 10,000 failing
+  // monitors cost ~75 MB in a mass outage.
+  testing::TempDir dir;
+  const std::string db = dir.File("gw.db");
+  testing::FakeClock clock;
+  auto cfg = ParseConfig(
+      "[[monitors]]\nname = \"slow\"\nurl = \"http://127.0.0.1:9/\"\ninterval = \"1s\"\ntimeout = \"1s\"\n"
+      "[[monitors]]\nname = \"fast\"\nurl = \"http://127.0.0.1:9/\"\ninterval = \"1s\"\ntimeout = \"1s\"\n",
+      "held.toml");
+  REQUIRE(cfg.has_value());
+  auto store = storage::SqliteStore::Open(db);
+  REQUIRE(store.has_value());
+  auto incidents = storage::IncidentStore::Open(db, clock);
+  REQUIRE(incidents.has_value());
+  DiagnosisOptions options;
+  options.recent_max_age = 5s;
+  Diagnostics diagnostics(clock, **incidents, **store, options);
+  REQUIRE(diagnostics.Configure(std::make_shared<const Config>(std::move(cfg).value())).has_value());
+
+  auto failure = [&](const std::string& monitor, SystemTime at) {
+    probes::ProbeResult r;
+    r.monitor = monitor;
+    r.region = "local";
+    r.started_at = at;
+    r.outcome = probes::Outcome::kHttp502;
+    r.http_status = 502;
+    r.emitter = probes::Emitter::kNginx;
+    r.body_snippet = std::string(1024, 'x');
+    r.confirmed = true;
+    return r;
+  };
+  // "slow" fails once a second for 20 s: only those of the last 5 s are held (6: t-5 .. t).
+  for (int i = 0; i < 20; ++i) {
+    diagnostics.Observe(failure("slow", clock.Now()));
+    clock.Advance(1s);
+  }
+  CHECK(diagnostics.ResultsHeld() == 6);
+  // "fast" fails 20 times within 2 s: the count bound holds.
+  for (int i = 0; i < 20; ++i) diagnostics.Observe(failure("fast", clock.Now() + i * 100ms));
+  CHECK(diagnostics.ResultsHeld() == 6 + kMaxRecentResults);
+
+  // What is held is what the diagnosis sees: both incidents open from memory alone.
+  diagnostics.Tick(clock.Now() + 2s);
+  const auto open = diagnostics.OpenSnapshot();
+  REQUIRE(open.size() == 2);
+  const auto slow = diagnostics.Current("slow");
+  REQUIRE(slow.has_value());
+  CHECK(slow->evidence.results == 6);
+  CHECK(slow->evidence.failures == 6);
+  CHECK(slow->evidence.sample_body.size() == probes::kSampleBodyBytes);  // the newest keeps its body
+
+  // A monitor out of trouble holds nothing: healthy, then its incident closes, then a result.
+  clock.Advance(5s);
+  for (const char* name : {"slow", "fast"}) {
+    probes::ProbeResult ok = failure(name, clock.Now());
+    ok.outcome = probes::Outcome::kOk;
+    ok.http_status = 200;
+    ok.emitter = probes::Emitter::kNone;
+    ok.body_snippet.clear();
+    diagnostics.Observe(ok);
+  }
+  for (int i = 0; i < 10 && !diagnostics.OpenSnapshot().empty(); ++i) {
+    clock.Advance(1s);
+    diagnostics.Tick(clock.Now());
+  }
+  REQUIRE(diagnostics.OpenSnapshot().empty());
+  for (const char* name : {"slow", "fast"}) {
+    probes::ProbeResult ok = failure(name, clock.Now());
+    ok.outcome = probes::Outcome::kOk;
+    ok.http_status = 200;
+    ok.emitter = probes::Emitter::kNone;
+    diagnostics.Observe(ok);
+  }
+  CHECK(diagnostics.ResultsHeld() == 0);
+}
+
 }  // namespace
 }  // namespace gatewatch::daemon
