@@ -103,38 +103,61 @@ SystemTime ProbeLoop::Tick(probes::Prober& prober) {
   return scheduler_.NextDue();
 }
 
+void ProbeLoop::LogConfirmed(const probes::ProbeResult& r, Health& h) {
+  const bool failed = probes::IsFailure(r.outcome);
+  if (failed != h.failing && (h.known || failed)) {
+    auto line = log::Info("monitor state changed");
+    line.Kv("monitor", r.monitor)
+        .Kv("region", r.region)
+        .Kv("from", !h.known ? "unknown" : (h.failing ? "failing" : "ok"))
+        .Kv("to", failed ? "failing" : "ok")
+        .Kv("outcome", probes::ToString(r.outcome));
+    if (!failed) line.Kv("failures", h.streak);
+  }
+  h.known = true;
+  h.failing = failed;
+  if (!failed) {
+    h.streak = 0;
+    h.unlogged = 0;
+    return;
+  }
+  ++h.streak;
+  const bool same = h.streak > 1 && r.outcome == h.outcome && r.http_status == h.http_status &&
+                    r.emitter == h.emitter && r.reason == h.reason;
+  if (same && r.started_at - h.logged_at < kFailureLogRepeat) {
+    ++h.unlogged;
+    return;
+  }
+  auto line = log::Warn("probe failed");
+  line.Kv("monitor", r.monitor).Kv("region", r.region).Kv("outcome", probes::ToString(r.outcome));
+  if (r.http_status > 0) line.Kv("status", r.http_status);
+  if (r.http_status >= 500) {
+    line.Kv("emitter", probes::ToString(r.emitter)).Kv("reason", probes::ToString(r.reason));
+  }
+  line.Kv("attempts", r.attempt + 1).Kv("detail", r.detail);
+  if (h.unlogged > 0) line.Kv("repeated", h.unlogged);
+  h.unlogged = 0;
+  h.logged_at = r.started_at;
+  h.outcome = r.outcome;
+  h.http_status = r.http_status;
+  h.emitter = r.emitter;
+  h.reason = r.reason;
+}
+
 void ProbeLoop::OnResult(probes::ProbeResult r) {
   stats_.results.fetch_add(1);
   if (r.attempt == 0 && r.due != SystemTime{}) {
     stats_.lag.Observe(std::chrono::duration_cast<std::chrono::microseconds>(r.started_at - r.due));
   }
   if (r.confirmed) {
-    const bool failed = probes::IsFailure(r.outcome);
-    const std::string key = r.monitor + '\x1f' + r.region;
-    auto [it, inserted] = failing_.emplace(key, false);
-    const bool was_failing = it->second;
-    if (failed) {
-      auto line = log::Warn("probe failed");
-      line.Kv("monitor", r.monitor).Kv("region", r.region).Kv("outcome", probes::ToString(r.outcome));
-      if (r.http_status > 0) line.Kv("status", r.http_status);
-      if (r.http_status >= 500) {
-        line.Kv("emitter", probes::ToString(r.emitter)).Kv("reason", probes::ToString(r.reason));
-      }
-      line.Kv("attempts", r.attempt + 1).Kv("detail", r.detail);
-    }
-    if (failed != was_failing && !(inserted && !failed)) {
-      log::Info("monitor state changed")
-          .Kv("monitor", r.monitor)
-          .Kv("region", r.region)
-          .Kv("from", inserted ? "unknown" : (was_failing ? "failing" : "ok"))
-          .Kv("to", failed ? "failing" : "ok")
-          .Kv("outcome", probes::ToString(r.outcome));
-    }
-    it->second = failed;
+    std::string key;
+    key.reserve(r.monitor.size() + 1 + r.region.size());
+    key.append(r.monitor).append(1, '\x1f').append(r.region);
+    Health& h = health_[key];
+    LogConfirmed(r, h);
     const bool gateway_failed = probes::IsGatewayError(r.http_status, r.emitter);
-    bool& was_gateway_failing = gateway_failing_[key];
-    if (gateway_failed && !was_gateway_failing) ConfirmUpstreams(r);
-    was_gateway_failing = gateway_failed;
+    if (gateway_failed && !h.gateway_failing) ConfirmUpstreams(r);
+    h.gateway_failing = gateway_failed;
   }
   if (hooks_.observe) hooks_.observe(r);
   if (hooks_.store && !hooks_.store(std::move(r))) stats_.lost.fetch_add(1);

@@ -1,8 +1,15 @@
 #pragma once
 // The daemon's probe loop, run on the engine thread: asks the Scheduler what is due,
 // submits it to the Prober (skipping with reason `backpressure` when the store has no
-// room), and takes every result: hands it to the store and logs one line per confirmed
-// failure and per state change (never per probe).
+// room), and takes every result: hands it to the store and logs what an operator needs,
+// bounded by the number of monitors, not by the probe rate:
+// - "monitor state changed" for each change of a monitor x region (ok <-> failing; the
+//   recovery line says how many confirmed failures the streak had);
+// - "probe failed" for a confirmed failure that starts a streak or looks different from the
+//   last one logged (outcome, status, emitter, reason), and otherwise at most once per
+//   kFailureLogRepeat per monitor x region with `repeated=N`, the failures not logged since
+//   the previous line. (One line per failure was 2,000 lines/s, ~40 GB a day, in a
+//   10,000-monitor outage; every result is in SQLite and /metrics anyway.)
 //
 // Confirmation on onset (SPEC section 6): when a monitor with upstreams gets its first
 // gateway-class failure in a region (confirmed, after a result that was not one), each of
@@ -26,6 +33,8 @@
 #include "probes/scheduler.h"
 
 namespace gatewatch::daemon {
+
+inline constexpr std::chrono::seconds kFailureLogRepeat{60};
 
 // Scheduler lag (start time - due time) in fixed buckets, lock-free.
 class LagHistogram {
@@ -85,10 +94,21 @@ class ProbeLoop {
   // Probes each upstream of r's monitor from r's region now (engine thread).
   void ConfirmUpstreams(const probes::ProbeResult& r);
 
-  // Engine thread only: whether each monitor x region's last confirmed result failed, and
-  // whether it was a gateway-class failure.
-  std::unordered_map<std::string, bool> failing_;
-  std::unordered_map<std::string, bool> gateway_failing_;
+  // Engine thread only: per monitor x region, what its confirmed results were.
+  struct Health {
+    bool known = false;            // a confirmed result was seen
+    bool failing = false;          // the newest failed
+    bool gateway_failing = false;  // ... with a gateway-class failure
+    uint64_t streak = 0;           // confirmed failures since the last healthy result
+    uint64_t unlogged = 0;         // failures since the last "probe failed" line
+    SystemTime logged_at{};        // of the last "probe failed" line
+    probes::Outcome outcome{};     // what that line said
+    int http_status = 0;
+    probes::Emitter emitter{};
+    probes::Reason reason{};
+  };
+  void LogConfirmed(const probes::ProbeResult& r, Health& h);
+  std::unordered_map<std::string, Health> health_;
   probes::Prober* prober_ = nullptr;  // the engine's, known from the first Tick()
 
   struct Targets {

@@ -99,7 +99,7 @@ TEST_CASE("ProbeLoop: a full store skips probes with backpressure instead of que
   CHECK(f.prober.jobs.size() == 1);
 }
 
-TEST_CASE("ProbeLoop: every attempt stored, one log line per confirmed failure and state change") {
+TEST_CASE("ProbeLoop: every attempt stored, a log line for a new failure and for each state change") {
   LogCapture logs;
   Fixture f;
   f.RunDue();
@@ -112,16 +112,49 @@ TEST_CASE("ProbeLoop: every attempt stored, one log line per confirmed failure a
   CHECK(logs.Count("msg=\"probe failed\" monitor=shop region=local outcome=http_502") == 1);
   CHECK(logs.Count("msg=\"monitor state changed\" monitor=shop region=local from=ok to=failing") == 1);
   f.RunDue();
-  f.Deliver(probes::Outcome::kHttp502, 0, true);  // still failing: a failure line, no change
-  CHECK(logs.Count("probe failed") == 2);
+  f.Deliver(probes::Outcome::kHttp502, 0, true);  // still failing the same way: no line
+  CHECK(logs.Count("probe failed") == 1);
   CHECK(logs.Count("monitor state changed") == 1);
   f.RunDue();
   f.Deliver(probes::Outcome::kOk);
-  CHECK(logs.Count("from=failing to=ok") == 1);
+  CHECK(logs.Count("from=failing to=ok outcome=ok failures=2") == 1);
   CHECK(f.stored.size() == 5);
   CHECK(f.loop.stats().results == 5);
   CHECK(f.loop.stats().lag.Count() == 4);  // attempt 0 only
   CHECK(f.loop.stats().lag.QuantileBoundMs(0.99) == 5);  // 3 ms lag -> the 5 ms bucket
+}
+
+TEST_CASE("ProbeLoop: a failure that persists is logged again once a minute, a different one at once") {
+  // A 10,000-monitor outage logged 2,000 lines/s when every confirmed failure had its line.
+  LogCapture logs;
+  Fixture f;  // interval 10 s
+  f.RunDue();
+  f.Deliver(probes::Outcome::kConnectRefused);  // the first: logged
+  for (int i = 0; i < 5; ++i) {  // 10 s .. 50 s later: the same failure, not logged
+    f.RunDue();
+    f.Deliver(probes::Outcome::kConnectRefused);
+  }
+  CHECK(logs.Count("probe failed") == 1);
+  f.RunDue();  // 60 s after the last line: logged, with what it did not say
+  f.Deliver(probes::Outcome::kConnectRefused);
+  CHECK(logs.Count("probe failed") == 2);
+  CHECK(logs.Count("outcome=connect_refused attempts=1 detail=\"\" repeated=5") == 1);
+  f.RunDue();  // a different failure: logged at once
+  f.Deliver(probes::Outcome::kTimeoutTtfb);
+  CHECK(logs.Count("outcome=timeout_ttfb") == 1);
+  CHECK(logs.Count("repeated=") == 1);
+  f.RunDue();
+  f.Deliver(probes::Outcome::kTimeoutTtfb);
+  CHECK(logs.Count("probe failed") == 3);
+  f.RunDue();
+  f.Deliver(probes::Outcome::kOk);
+  CHECK(logs.Count("from=failing to=ok outcome=ok failures=9") == 1);
+  CHECK(logs.Count("monitor state changed") == 2);
+  // A new streak starts with a line of its own, however soon.
+  f.RunDue();
+  f.Deliver(probes::Outcome::kTimeoutTtfb);
+  CHECK(logs.Count("probe failed") == 4);
+  CHECK(f.stored.size() == 11);  // every result stored, logged or not
 }
 
 }  // namespace
