@@ -15,12 +15,8 @@ std::unique_ptr<storage::Incident> InMemory(storage::Incident inc) {
   return std::make_unique<storage::Incident>(std::move(inc));
 }
 
-void Set(std::unique_ptr<probes::Diagnosis>& slot, probes::Diagnosis d) {
-  if (slot) {
-    *slot = std::move(d);
-  } else {
-    slot = std::make_unique<probes::Diagnosis>(std::move(d));
-  }
+std::unique_ptr<probes::Diagnosis> Held(probes::Diagnosis d) {
+  return std::make_unique<probes::Diagnosis>(std::move(d));
 }
 
 double FailureRatio(const probes::Evidence& e) {
@@ -250,7 +246,7 @@ void Diagnostics::AlertFired(const std::string& monitor) {
   }
   if (!s.incident) return;
   s.incident->alert_fired = true;
-  if (!s.diagnosis) Set(s.diagnosis, Diagnose(monitor, now, true));
+  if (!s.diagnosis) s.diagnosis = Held(Diagnose(monitor, now, true));
   const probes::Diagnosis& d = *s.diagnosis;
   if (auto ok = incidents_.Update(s.incident->id, std::string(probes::ToString(d.verdict)), d.summary,
                                   probes::EvidenceToJson(d), d.evidence.failing_regions, FailureRatio(d.evidence),
@@ -291,7 +287,7 @@ bool Diagnostics::Decide(const std::string& monitor, MonitorState& s, SystemTime
         .Kv("verdict", probes::ToString(d.verdict))
         .Kv("summary", d.summary);
     s.incident = InMemory(std::move(inc).value());
-    Set(s.diagnosis, std::move(d));
+    s.diagnosis = Held(std::move(d));
     s.diagnosed_at = now;
     s.healthy_since.reset();
     return true;
@@ -323,7 +319,7 @@ bool Diagnostics::Decide(const std::string& monitor, MonitorState& s, SystemTime
     log::Info("incident closed").Kv("monitor", monitor).Kv("verdict", verdict).Kv("summary", final.summary);
     s.incident.reset();
     s.diagnosis.reset();
-    Set(s.closed, std::move(final));  // what a "resolved" that comes later names as root cause
+    s.closed = Held(std::move(final));  // what a "resolved" that comes later names as root cause
     s.closed_at = now;
     s.healthy_since.reset();
     s.dirty = false;
@@ -352,7 +348,7 @@ bool Diagnostics::Decide(const std::string& monitor, MonitorState& s, SystemTime
   inc.verdict = verdict;
   inc.summary = d.summary;
   inc.peak_ratio = std::max(inc.peak_ratio, ratio);
-  Set(s.diagnosis, std::move(d));
+  s.diagnosis = Held(std::move(d));
   return true;
 }
 

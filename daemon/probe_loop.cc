@@ -105,17 +105,17 @@ SystemTime ProbeLoop::Tick(probes::Prober& prober) {
 
 void ProbeLoop::LogConfirmed(const probes::ProbeResult& r, Health& h) {
   const bool failed = probes::IsFailure(r.outcome);
-  if (failed != h.failing && (h.known || failed)) {
+  const bool was_failing = h.streak > 0;
+  if (failed != was_failing && (h.known || failed)) {
     auto line = log::Info("monitor state changed");
     line.Kv("monitor", r.monitor)
         .Kv("region", r.region)
-        .Kv("from", !h.known ? "unknown" : (h.failing ? "failing" : "ok"))
+        .Kv("from", !h.known ? "unknown" : (was_failing ? "failing" : "ok"))
         .Kv("to", failed ? "failing" : "ok")
         .Kv("outcome", probes::ToString(r.outcome));
     if (!failed) line.Kv("failures", h.streak);
   }
   h.known = true;
-  h.failing = failed;
   if (!failed) {
     h.streak = 0;
     h.unlogged = 0;

@@ -97,9 +97,8 @@ class ProbeLoop {
   // Engine thread only: per monitor x region, what its confirmed results were.
   struct Health {
     bool known = false;            // a confirmed result was seen
-    bool failing = false;          // the newest failed
-    bool gateway_failing = false;  // ... with a gateway-class failure
-    uint64_t streak = 0;           // confirmed failures since the last healthy result
+    bool gateway_failing = false;  // the newest failed with a gateway-class failure
+    uint64_t streak = 0;           // confirmed failures since the last healthy result (> 0: failing)
     uint64_t unlogged = 0;         // failures since the last "probe failed" line
     SystemTime logged_at{};        // of the last "probe failed" line
     probes::Outcome outcome{};     // what that line said

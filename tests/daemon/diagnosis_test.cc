@@ -142,27 +142,24 @@ TEST_CASE("Diagnostics: results the writer has not committed count, and only the
   CHECK(slow->evidence.sample_body.size() == probes::kSampleBodyBytes);  // the newest keeps its body
 
   // A monitor out of trouble holds nothing: healthy, then its incident closes, then a result.
+  auto healthy = [&] {
+    for (const char* name : {"slow", "fast"}) {
+      probes::ProbeResult ok = failure(name, clock.Now());
+      ok.outcome = probes::Outcome::kOk;
+      ok.http_status = 200;
+      ok.emitter = probes::Emitter::kNone;
+      ok.body_snippet.clear();
+      diagnostics.Observe(ok);
+    }
+  };
   clock.Advance(5s);
-  for (const char* name : {"slow", "fast"}) {
-    probes::ProbeResult ok = failure(name, clock.Now());
-    ok.outcome = probes::Outcome::kOk;
-    ok.http_status = 200;
-    ok.emitter = probes::Emitter::kNone;
-    ok.body_snippet.clear();
-    diagnostics.Observe(ok);
-  }
+  healthy();
   for (int i = 0; i < 10 && !diagnostics.OpenSnapshot().empty(); ++i) {
     clock.Advance(1s);
     diagnostics.Tick(clock.Now());
   }
   REQUIRE(diagnostics.OpenSnapshot().empty());
-  for (const char* name : {"slow", "fast"}) {
-    probes::ProbeResult ok = failure(name, clock.Now());
-    ok.outcome = probes::Outcome::kOk;
-    ok.http_status = 200;
-    ok.emitter = probes::Emitter::kNone;
-    diagnostics.Observe(ok);
-  }
+  healthy();
   CHECK(diagnostics.ResultsHeld() == 0);
 }
 
