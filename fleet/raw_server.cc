@@ -46,9 +46,9 @@ UniqueFd ListenReusable(IpFamily family, int port) {
   return fd;
 }
 
-UniqueFd ListenOrDie(IpFamily family) {
-  UniqueFd fd = ListenReusable(family, 0);
-  if (!fd.valid()) Die("bind() to loopback port 0");
+UniqueFd ListenOrDie(IpFamily family, int port) {
+  UniqueFd fd = ListenReusable(family, port);
+  if (!fd.valid()) Die("bind() to loopback port " + std::to_string(port));
   return fd;
 }
 
@@ -195,9 +195,9 @@ struct RawHttpServer::Conn {
   size_t drip_left = 0;
 };
 
-RawHttpServer::RawHttpServer(Behavior default_behavior, IpFamily family)
+RawHttpServer::RawHttpServer(Behavior default_behavior, IpFamily family, int port)
     : family_(family),
-      listener_(ListenOrDie(family)),
+      listener_(ListenOrDie(family, port)),
       port_(LocalPort(listener_.get())),
       kick_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
       default_(std::move(default_behavior)),

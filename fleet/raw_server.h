@@ -87,8 +87,9 @@ struct Behavior {
 
 class RawHttpServer {
  public:
+  // Listens on `port` of loopback (0: a port the kernel chooses; dies when it is taken).
   explicit RawHttpServer(Behavior default_behavior = Behavior::Ok(),
-                         IpFamily family = IpFamily::kV4);
+                         IpFamily family = IpFamily::kV4, int port = 0);
   ~RawHttpServer();
   RawHttpServer(const RawHttpServer&) = delete;
   RawHttpServer& operator=(const RawHttpServer&) = delete;

@@ -1,6 +1,6 @@
 // Alerting end to end (issue "Alerting"): the gatewatch binary watches a real nginx in front
-// of an upstream on loopback; the test takes the upstream down (its port refuses
-// connections, as a killed process's does) and brings it back; a recording webhook receiver
+// of an upstream process on loopback; the test kills the upstream (SIGKILL: its port refuses
+// connections, nginx answers 502) and starts it again; a recording webhook receiver
 // gets exactly one firing and one resolved message, each with a valid HMAC signature. The
 // time from the first 502 at the gateway to the webhook POST is printed.
 #include <openssl/hmac.h>
@@ -10,11 +10,11 @@
 
 #include <cstdio>
 
-#include "fleet/raw_server.h"
 #include "storage/sqlite_store.h"
 #include "tests/support/gateways.h"
 #include "tests/support/process.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/upstream_process.h"
 #include "tests/support/wait.h"
 #include "tests/support/webhook_receiver.h"
 
@@ -60,11 +60,11 @@ int64_t UnixMs(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 
-TEST_CASE("Alert e2e: nginx 502 while the upstream is down -> one firing, one resolved, signed") {
-  fleet::RawHttpServer upstream;
+TEST_CASE("Alert e2e: upstream killed behind nginx, then restarted -> one firing, one resolved, signed") {
+  testing::TempDir dir;
+  testing::UpstreamProcess upstream(dir, "shop-api");
   testing::NginxGateway nginx({{.location = "/", .servers = {static_cast<uint16_t>(upstream.port())}}});
   testing::WebhookReceiver hook;
-  testing::TempDir dir;
   const std::string db = dir.File("gw.db");
   const std::string config = dir.Write("gatewatch.toml", R"(
 [server]
@@ -108,15 +108,15 @@ secret = ")" + kSecret + R"("
   testing::Process daemon({GATEWATCH_BINARY, "run", "--config", config}, dir.File("out.log"), dir.File("err.log"));
   // Healthy first, for a whole window (10 s: ~10 probes of each monitor reach the upstream),
   // so that the alert needs 3 of 10 probes to fire, as it would in production.
-  REQUIRE_MESSAGE(WaitFor([&] { return upstream.RequestCount("/healthz") >= 24 || !daemon.Running(); }, 40s),
+  REQUIRE_MESSAGE(WaitFor([&] { return upstream.RequestCount() >= 24 || !daemon.Running(); }, 40s),
                   ReadFile(dir.File("err.log")));
   REQUIRE(daemon.Running());
   CHECK(hook.Count() == 0);
 
-  REQUIRE(upstream.SetRefusing(true));  // the upstream dies: nginx answers 502
+  upstream.Kill();  // the upstream dies: nginx answers 502
   REQUIRE_MESSAGE(WaitFor([&] { return hook.Count() >= 1; }, 40s), ReadFile(dir.File("err.log")));
   const auto firing_at = hook.Requests()[0].at;
-  REQUIRE(upstream.SetRefusing(false));  // back
+  upstream.Restart();  // back, on the same port
   REQUIRE_MESSAGE(WaitFor([&] { return hook.Count() >= 2; }, 60s), ReadFile(dir.File("err.log")));
   std::this_thread::sleep_for(3s);  // nothing more may come (no flapping, no duplicate)
   daemon.Signal(SIGTERM);

@@ -23,6 +23,7 @@
 #include "fleet/tls_server.h"
 #include "tests/support/gateways.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/upstream_process.h"
 
 namespace gatewatch::daemon {
 namespace {
@@ -100,7 +101,8 @@ std::string Name(int port) { return "127.0.0.1:" + std::to_string(port); }
 }  // namespace
 
 TEST_CASE("Diagnosis live: upstream killed behind nginx is upstream_down (502)") {
-  RawHttpServer upstream;
+  testing::TempDir dir;
+  testing::UpstreamProcess upstream(dir);
   NginxGateway nginx({{.location = "/", .servers = {static_cast<uint16_t>(upstream.port())}}});
   INFO("nginx log:\n" << nginx.Log());
   const std::string name = Name(upstream.port());
@@ -110,7 +112,7 @@ TEST_CASE("Diagnosis live: upstream killed behind nginx is upstream_down (502)")
   CHECK(before.Verdict() == "healthy");
   CHECK(before.code == kExitOk);
 
-  REQUIRE(upstream.SetRefusing(true));
+  upstream.Kill();
   const Checked c = Check({nginx.Url("/"), {upstream.Url("/")}});
   INFO_RUN(c);
   CHECK(c.code == kExitFailed);
@@ -128,7 +130,8 @@ TEST_CASE("Diagnosis live: upstream killed behind nginx is upstream_down (502)")
 }
 
 TEST_CASE("Diagnosis live: upstream killed behind HAProxy is upstream_down (503)") {
-  RawHttpServer upstream;
+  testing::TempDir dir;
+  testing::UpstreamProcess upstream(dir);
   // retries 0: HAProxy waits about a second before each retry of a refused connect; one
   // attempt gives the same 503 at once (the probe's 5 s stay far away).
   HaproxyGateway haproxy({{.path_prefix = "",
@@ -136,7 +139,7 @@ TEST_CASE("Diagnosis live: upstream killed behind HAProxy is upstream_down (503)
                            .directives = "retries 0"}});
   INFO("haproxy log:\n" << haproxy.Log());
   const std::string name = Name(upstream.port());
-  REQUIRE(upstream.SetRefusing(true));
+  upstream.Kill();
 
   const Checked c = Check({haproxy.Url("/"), {upstream.Url("/")}});
   INFO_RUN(c);

@@ -1,5 +1,6 @@
 // Diagnosis through the daemon (issue "Diagnosis"): the gatewatch binary watches a real nginx
-// in front of upstreams on loopback. Incidents open with the verdict of SPEC section 6, the
+// in front of upstreams on loopback, each upstream a process of its own that the tests kill
+// (SIGKILL) and start again. Incidents open with the verdict of SPEC section 6, the
 // verdict changes as the evidence does, incidents close on recovery, the verdict is a metric
 // and every chat message (Slack, recorded by a local receiver) leads with it. The messages are
 // printed: they are quoted in the closing note.
@@ -15,6 +16,7 @@
 #include "tests/support/listen_port.h"
 #include "tests/support/process.h"
 #include "tests/support/temp_dir.h"
+#include "tests/support/upstream_process.h"
 #include "tests/support/wait.h"
 #include "tests/support/webhook_receiver.h"
 
@@ -92,20 +94,20 @@ std::string FiringText(const testing::WebhookReceiver& hook) {
 }
 
 TEST_CASE("Incident e2e: upstream killed behind nginx -> upstream_down, in the chat message and the metric") {
-  fleet::RawHttpServer api;
+  testing::TempDir dir;
+  testing::UpstreamProcess api(dir, "shop-api-1");
   testing::NginxGateway nginx({{.location = "/", .servers = {static_cast<uint16_t>(api.port())}}});
   testing::WebhookReceiver hook;
-  testing::TempDir dir;
   Daemon gw(dir, Header(dir.File("gw.db")) + Monitor("shop", nginx.Url("/healthz"), "\"shop-api-1\"") +
                      Monitor("shop-api-1", api.Url("/healthz")) +
                      "[[alerts]]\nname = \"shop-502\"\nmonitors = [\"shop\"]\nkind = \"status_rate\"\ncodes = [502]\n"
                      "above = 0.2\nwindow = \"10s\"\nmin_samples = 3\nfor = \"0s\"\nbelow = 0.05\n"
                      "resolve_for = \"2s\"\nseverity = \"critical\"\nnotify = [\"chat\"]\n\n" +
                      Slack(hook));
-  REQUIRE(WaitFor([&] { return api.RequestCount("/healthz") >= 8; }, 30s));
+  REQUIRE(WaitFor([&] { return api.RequestCount() >= 8; }, 30s));
   CHECK(gw.Incidents("?monitor=shop")["incidents"].empty());
 
-  REQUIRE(api.SetRefusing(true));
+  api.Kill();
   REQUIRE_MESSAGE(WaitFor([&] { return !FiringText(hook).empty(); }, 40s), gw.Log());
   const std::string firing = FiringText(hook);
   MESSAGE("upstream_down chat message (Slack):\n" << firing);
@@ -120,7 +122,7 @@ TEST_CASE("Incident e2e: upstream killed behind nginx -> upstream_down, in the c
   CHECK(gw.Get("/metrics").find("gatewatch_incident_open{monitor=\"shop\",verdict=\"upstream_down\"} 1") !=
         std::string::npos);
 
-  REQUIRE(api.SetRefusing(false));
+  api.Restart();
   REQUIRE_MESSAGE(WaitFor([&] {
     const json all = gw.Incidents("?monitor=shop");
     return all["incidents"].size() == 1 && !all["incidents"][0]["closed_at"].is_null();
@@ -159,18 +161,18 @@ TEST_CASE("Incident e2e: nginx pointed at a wrong port while the upstream is hea
 }
 
 TEST_CASE("Incident e2e: one of two upstreams down behind nginx's pool -> partial_upstream_failure while it answers 200") {
-  fleet::RawHttpServer api1, api2;
+  testing::TempDir dir;
+  testing::UpstreamProcess api1(dir, "shop-api-1"), api2(dir, "shop-api-2");
   testing::NginxGateway nginx(
       {{.location = "/", .servers = {static_cast<uint16_t>(api1.port()), static_cast<uint16_t>(api2.port())}}});
   testing::WebhookReceiver hook;
-  testing::TempDir dir;
   Daemon gw(dir, Header(dir.File("gw.db")) + Monitor("shop", nginx.Url("/healthz"), "\"shop-api-1\", \"shop-api-2\"") +
                      Monitor("shop-api-1", api1.Url("/healthz")) + Monitor("shop-api-2", api2.Url("/healthz")) +
                      "[[alerts]]\nname = \"api-down\"\nmonitors = [\"shop-api-*\"]\nkind = \"down\"\nafter = 2\n"
                      "for = \"0s\"\nseverity = \"warning\"\nnotify = [\"chat\"]\n\n" +
                      Slack(hook));
-  REQUIRE(WaitFor([&] { return api1.RequestCount("/healthz") >= 4 && api2.RequestCount("/healthz") >= 4; }, 30s));
-  REQUIRE(api1.SetRefusing(true));
+  REQUIRE(WaitFor([&] { return api1.RequestCount() >= 4 && api2.RequestCount() >= 4; }, 30s));
+  api1.Kill();
   REQUIRE_MESSAGE(WaitFor([&] {
     const json open = gw.Incidents("?open=true&monitor=shop");
     return open["incidents"].size() == 1 && open["incidents"][0]["verdict"] == "partial_upstream_failure";
@@ -189,9 +191,9 @@ TEST_CASE("Incident e2e: one of two upstreams down behind nginx's pool -> partia
 }
 
 TEST_CASE("Incident e2e: a blip is transient, the verdict changes within the incident, and it closes on recovery") {
-  fleet::RawHttpServer api;
-  testing::NginxGateway nginx({{.location = "/", .servers = {static_cast<uint16_t>(api.port())}}});
   testing::TempDir dir;
+  testing::UpstreamProcess api(dir, "shop-api-1");
+  testing::NginxGateway nginx({{.location = "/", .servers = {static_cast<uint16_t>(api.port())}}});
   // An alert that cannot fire (min_samples above what the window holds): incidents only. Its
   // window (60 s) and resolve_for (8 s) set the transient limit and the close delay.
   Daemon gw(dir, Header(dir.File("gw.db")) + Monitor("shop", nginx.Url("/healthz"), "\"shop-api-1\"") +
@@ -199,7 +201,7 @@ TEST_CASE("Incident e2e: a blip is transient, the verdict changes within the inc
                      "[[alerts]]\nname = \"shop-502\"\nmonitors = [\"shop\"]\nkind = \"status_rate\"\ncodes = [502]\n"
                      "above = 0.5\nwindow = \"60s\"\nmin_samples = 1000\nfor = \"0s\"\nresolve_for = \"8s\"\n"
                      "notify = []\n");
-  REQUIRE(WaitFor([&] { return api.RequestCount("/healthz") >= 6; }, 30s));
+  REQUIRE(WaitFor([&] { return api.RequestCount() >= 6; }, 30s));
   std::set<std::string> seen;
   const auto verdict = [&] {
     const json all = gw.Incidents("?monitor=shop");
@@ -208,18 +210,18 @@ TEST_CASE("Incident e2e: a blip is transient, the verdict changes within the inc
     seen.insert(v);
     return v;
   };
-  REQUIRE(api.SetRefusing(true));  // down ...
+  api.Kill();  // down ...
   REQUIRE_MESSAGE(WaitFor([&] { return verdict() == "upstream_down"; }, 20s), gw.Log());
   const int64_t id = gw.Incidents("?monitor=shop")["incidents"][0]["id"];
-  REQUIRE(api.SetRefusing(false));  // ... and back within seconds: a blip so far
+  api.Restart();  // ... and back within seconds: a blip so far
   REQUIRE_MESSAGE(WaitFor([&] { return verdict() == "transient"; }, 20s), gw.Log());
-  REQUIRE(api.SetRefusing(true));  // down again before the incident closed
+  api.Kill();  // down again before the incident closed
   REQUIRE_MESSAGE(WaitFor([&] { return verdict() == "upstream_down"; }, 20s), gw.Log());
   const json during = gw.Incidents("?monitor=shop");
   REQUIRE(during["incidents"].size() == 1);  // the same incident: its verdict changed
   CHECK(during["incidents"][0]["id"] == id);
   CHECK(during["incidents"][0]["first_verdict"] != "transient");
-  REQUIRE(api.SetRefusing(false));
+  api.Restart();
   REQUIRE_MESSAGE(WaitFor([&] { return !gw.Incidents("?monitor=shop")["incidents"][0]["closed_at"].is_null(); }, 40s), gw.Log());
   const json closed = gw.Incidents("?monitor=shop")["incidents"][0];
   CHECK(closed["id"] == id);
