@@ -327,8 +327,11 @@ void Evaluator::Count(Pair& pair, const probes::ProbeResult& r, probes::Outcome 
       break;
   }
   if (counts_against && r.http_status >= 500 && r.emitter != probes::Emitter::kNone) {
-    auto& [count, seen] =
-        pair.emitters[std::string(probes::ToString(r.emitter)) + "/" + std::string(probes::ToString(r.reason))];
+    // "nginx/upstream_timeout", or "nginx" alone when the page names no reason (nginx's 502
+    // never does): "nginx/unknown" reads like an unknown nginx.
+    std::string key(probes::ToString(r.emitter));
+    if (r.reason != probes::Reason::kUnknown) key += "/" + std::string(probes::ToString(r.reason));
+    auto& [count, seen] = pair.emitters[key];
     ++count;
     seen = r.started_at;
   }

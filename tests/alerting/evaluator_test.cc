@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <map>
 
 #include "tests/support/fake_clock.h"
 
@@ -76,10 +77,34 @@ TEST_CASE("Evaluator: fires when the share crosses the threshold, not below min_
   CHECK(e.ratio == doctest::Approx(1.0));
   CHECK(e.samples == 10);
   CHECK(e.regions_above == std::vector<std::string>{"local"});
-  CHECK(e.emitters.at("nginx/unknown") == 10);
+  CHECK(e.emitters.at("nginx") == 10);  // no reason on the page: the emitter alone
   CHECK(e.notify == std::vector<std::string>{"ops"});
   CHECK(e.summary == "shop: status 502 rate 100% of 10 probes over 1m in local (threshold 5%)");
   CHECK(h.State() == AlertState::kFiring);
+}
+
+TEST_CASE("Evaluator: emitters are counted by emitter, with the reason when the page names one") {
+  testing::FakeClock clock;
+  Evaluator eval{clock};
+  auto configured = eval.Configure({Rate(0.05, 0.01, 4)}, {});
+  CHECK(configured.empty());
+  std::vector<AlertEvent> events;
+  for (int i = 0; i < 4; ++i) {
+    probes::ProbeResult r;
+    r.monitor = "shop";
+    r.region = "local";
+    r.started_at = clock.Now();
+    r.confirmed = true;
+    r.http_status = 502;
+    r.outcome = probes::Outcome::kHttp502;
+    r.emitter = i < 3 ? probes::Emitter::kHaproxy : probes::Emitter::kNginx;
+    r.reason = i < 3 ? probes::Reason::kInvalidUpstreamResponse : probes::Reason::kUnknown;
+    for (auto& e : eval.Observe(r)) events.push_back(e);
+    clock.Advance(1s);
+  }
+  REQUIRE(events.size() == 1);
+  const std::map<std::string, int64_t> want = {{"haproxy/invalid_upstream_response", 3}, {"nginx", 1}};
+  CHECK(events[0].emitters == want);
 }
 
 TEST_CASE("Evaluator: `for` keeps it pending and recovering in time sends nothing") {
