@@ -567,18 +567,22 @@ def run_blackbox(ctx, bb, target_tmpl, count, rate, duration, warmup):
 
 def profile(ctx, tool, out_dir):
     out_dir.mkdir(parents=True, exist_ok=True)
+    # BENCH_PROFILE_PROTO=https profiles HTTPS targets (perf, callgrind) instead of HTTP.
+    proto = os.environ.get("BENCH_PROFILE_PROTO", "http")
+    if proto not in ("http", "https"):
+        raise SystemExit(f"bench: BENCH_PROFILE_PROTO must be http or https, not {proto!r}")
     if tool == "perf":
         # The comparison's HTTP run (1,000 monitors every 5 s = 200 probes/s), sampled;
         # BENCH_PROFILE_MONITORS=10000 profiles the goal's rate (2,000 probes/s) instead.
         data = out_dir / "perf.data"
         n = int(os.environ.get("BENCH_PROFILE_MONITORS", "1000"))
-        g = run_gatewatch(ctx, "profile-perf", "http", n, 5, 30, 5, perf_out=data)
+        g = run_gatewatch(ctx, "profile-perf", proto, n, 5, 30, 5, perf_out=data)
         print_gatewatch(g)
         log(f"\nperf data: {data} ({g['probes']} probes while sampling)")
     elif tool == "callgrind":
         # callgrind slows gatewatch ~50x: 50 monitors every 2 s (25 probes/s), 20 s instrumented.
         data = out_dir / "callgrind.out"
-        g = run_gatewatch(ctx, "profile-callgrind", "http", 50, 2, 20, 6, callgrind_out=data)
+        g = run_gatewatch(ctx, "profile-callgrind", proto, 50, 2, 20, 6, callgrind_out=data)
         print_gatewatch(g)
         dumps = sorted(out_dir.glob("callgrind.out*"))
         log(f"\ncallgrind dumps: {[str(d) for d in dumps]} ({g['probes']} probes while instrumented)")
