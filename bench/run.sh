@@ -9,7 +9,7 @@
 #                      samples, 200 probes/s, 30 s), callgrind (25 probes/s, 20 s) or strace -c
 #                      (system calls per 1,000 probes, 200 probes/s, 20 s)
 #     --wait-quiet M   first wait up to M minutes for the 1-minute load average < 1.0
-#     --phases LIST    only these of cmp,cmp800,http2k,mixed1k,mixed10k,refused,outage,ceilings (default: all)
+#     --phases LIST    only these of cmp,cmp800,httpsab,http2k,mixed1k,mixed10k,refused,outage,ceilings (default: all)
 #     --gatewatch BIN  run this gatewatch binary instead of BUILD_DIR's (a 'before' build)
 # Environment: BUILD_DIR (default build-bench), BENCH_10K_SECONDS (full run, default 150),
 #   BENCH_OUTAGE_SECONDS (outage window; default 90, quick 15), BENCH_REFUSED_SECONDS (refused
