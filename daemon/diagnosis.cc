@@ -245,15 +245,30 @@ void Diagnostics::AlertFired(const std::string& monitor) {
     Decide(monitor, s, now);
   }
   if (!s.incident) return;
-  s.incident->alert_fired = true;
-  if (!s.diagnosis) s.diagnosis = Held(Diagnose(monitor, now, true));
+  storage::Incident& inc = *s.incident;
+  inc.alert_fired = true;
+  // The message leads with this verdict: never one older than `settle`, which may not have
+  // seen everything that came before the alert (see DiagnosisOptions::settle).
+  if (!s.diagnosis || now - s.diagnosed_at >= options_.settle) {
+    s.diagnosis = Held(Diagnose(monitor, now, true));
+    s.diagnosed_at = now;
+    s.provisional = false;
+  }
   const probes::Diagnosis& d = *s.diagnosis;
-  if (auto ok = incidents_.Update(s.incident->id, std::string(probes::ToString(d.verdict)), d.summary,
-                                  probes::EvidenceToJson(d), d.evidence.failing_regions, FailureRatio(d.evidence),
-                                  true, now);
+  const std::string verdict(probes::ToString(d.verdict));
+  if (verdict != inc.verdict) {
+    log::Info("incident verdict changed").Kv("monitor", monitor).Kv("from", inc.verdict).Kv("to", verdict).Kv("summary", d.summary);
+  }
+  const double ratio = FailureRatio(d.evidence);
+  if (auto ok = incidents_.Update(inc.id, verdict, d.summary, probes::EvidenceToJson(d), d.evidence.failing_regions,
+                                  ratio, true, now);
       !ok) {
     log::Error("incident update failed").Kv("monitor", monitor).Kv("error", ok.error());
+    return;
   }
+  inc.verdict = verdict;
+  inc.summary = d.summary;
+  inc.peak_ratio = std::max(inc.peak_ratio, ratio);
 }
 
 bool Diagnostics::Decide(const std::string& monitor, MonitorState& s, SystemTime now) {
@@ -289,6 +304,7 @@ bool Diagnostics::Decide(const std::string& monitor, MonitorState& s, SystemTime
     s.incident = InMemory(std::move(inc).value());
     s.diagnosis = Held(std::move(d));
     s.diagnosed_at = now;
+    s.provisional = true;
     s.healthy_since.reset();
     return true;
   }
@@ -325,8 +341,10 @@ bool Diagnostics::Decide(const std::string& monitor, MonitorState& s, SystemTime
     s.dirty = false;
     return true;
   }
-  if (!s.dirty && now - s.diagnosed_at < options_.refresh) return false;
+  const bool settled = s.provisional && now - s.diagnosed_at >= options_.settle;
+  if (!s.dirty && !settled && now - s.diagnosed_at < options_.refresh) return false;
   s.dirty = false;
+  s.provisional = false;
   s.diagnosed_at = now;
   probes::Diagnosis d = Diagnose(monitor, now, inc.alert_fired);
   if (d.verdict == probes::Verdict::kHealthy) return true;  // nothing in the window any more
@@ -392,9 +410,11 @@ std::optional<probes::Diagnosis> Diagnostics::Current(const std::string& monitor
   for (const auto& gateway : g->second) {
     if (config_->FindMonitor(gateway) == nullptr) continue;
     auto gs = monitors_.find(gateway);
-    probes::Diagnosis gd = gs != monitors_.end() && gs->second.incident && gs->second.diagnosis
-                               ? *gs->second.diagnosis
-                               : Diagnose(gateway, clock_.Now(), false);  // its incident opens next tick
+    // Its incident's diagnosis if recent enough (see DiagnosisOptions::settle), else a new
+    // one (also when its incident opens only on the next tick).
+    const bool fresh = gs != monitors_.end() && gs->second.incident && gs->second.diagnosis &&
+                       clock_.Now() - gs->second.diagnosed_at < options_.settle;
+    probes::Diagnosis gd = fresh ? *gs->second.diagnosis : Diagnose(gateway, clock_.Now(), false);
     if (gd.verdict == probes::Verdict::kPartialUpstreamFailure || gd.verdict == probes::Verdict::kUpstreamDown) {
       return gd;
     }

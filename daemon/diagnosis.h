@@ -47,6 +47,12 @@ struct DiagnosisOptions {
   // committed yet (it commits within its flush interval, 1 s): those started at most this
   // long before the monitor's newest, and at most kMaxRecentResults of them.
   Duration recent_max_age = std::chrono::seconds(5);
+  // A diagnosis may miss results the writer had not committed when it ran (it commits at
+  // least every second), of regions and upstreams that were not in trouble (those are not
+  // held in memory): e.g. the healthy region of a `regional` failure, whose absence reads as
+  // `gateway_fault` "in 1/1 regions". So the diagnosis made when an incident opens is redone
+  // once this long after, and an alert message never leads with a diagnosis older than this.
+  Duration settle = std::chrono::milliseconds(1500);
 };
 
 inline constexpr size_t kMaxRecentResults = 8;
@@ -106,6 +112,7 @@ class Diagnostics {
     std::unique_ptr<probes::Diagnosis> diagnosis;  // the incident's latest
     std::optional<SystemTime> healthy_since;       // monitor and upstreams healthy since
     SystemTime diagnosed_at{};
+    bool provisional = false;  // the diagnosis of the incident's opening: redone after settle
     std::unique_ptr<probes::Diagnosis> closed;  // the last incident's final diagnosis
     SystemTime closed_at{};
   };

@@ -163,5 +163,89 @@ TEST_CASE("Diagnostics: results the writer has not committed count, and only the
   CHECK(diagnostics.ResultsHeld() == 0);
 }
 
+TEST_CASE("Diagnostics: an incident opened before the writer committed the healthy region is re-diagnosed, and a firing never uses the stale verdict") {
+  // east stays healthy, west fails. east's result came before west's failure, so it is not
+  // held in memory (shop was not in trouble yet) and the writer has not committed it: the
+  // incident opens seeing west alone ("gateway_fault in 1/1 regions"). Once the writer has
+  // committed it the verdict must be `regional`: after `settle` on its own, and at once when
+  // an alert fires (the message leads with it).
+  testing::TempDir dir;
+  const std::string db = dir.File("gw.db");
+  testing::FakeClock clock;
+  auto cfg = ParseConfig(R"(
+[regions.east]
+source_address = "127.0.0.1"
+[regions.west]
+source_address = "127.0.0.1"
+[[monitors]]
+name = "shop"
+url = "http://127.0.0.1:9/"
+regions = ["east", "west"]
+upstreams = ["api"]
+[[monitors]]
+name = "api"
+url = "http://127.0.0.1:9/api"
+regions = ["east", "west"]
+)", "regions.toml");
+  REQUIRE(cfg.has_value());
+  const auto config = std::make_shared<const Config>(std::move(cfg).value());
+  auto store = storage::SqliteStore::Open(db);
+  REQUIRE(store.has_value());
+  auto incidents = storage::IncidentStore::Open(db, clock);
+  REQUIRE(incidents.has_value());
+  Diagnostics diagnostics(clock, **incidents, **store, DiagnosisOptions{});
+  REQUIRE(diagnostics.Configure(config).has_value());
+
+  const auto result = [&](const std::string& monitor, const std::string& region, int status) {
+    probes::ProbeResult r;
+    r.monitor = monitor;
+    r.region = region;
+    r.started_at = clock.Now();
+    r.confirmed = true;
+    r.http_status = status;
+    r.outcome = status == 200 ? probes::Outcome::kOk : probes::Outcome::kHttp502;
+    r.emitter = status == 200 ? probes::Emitter::kNone : probes::Emitter::kNginx;
+    return r;
+  };
+  // Upstream healthy everywhere (committed), then east healthy and west failing, neither committed.
+  REQUIRE((*store)->Insert(std::vector<probes::ProbeResult>{result("api", "east", 200), result("api", "west", 200)}).has_value());
+  const probes::ProbeResult east = result("shop", "east", 200);
+  diagnostics.Observe(result("api", "east", 200));
+  diagnostics.Observe(result("api", "west", 200));
+  diagnostics.Observe(east);
+  diagnostics.Observe(result("shop", "west", 502));
+  clock.Advance(100ms);
+  diagnostics.Tick(clock.Now());
+  REQUIRE(diagnostics.OpenSnapshot().size() == 1);
+  CHECK(diagnostics.OpenSnapshot()[0].verdict == "gateway_fault");  // east not seen yet
+
+  SUBCASE("re-diagnosed once settle has passed") {
+    REQUIRE((*store)->Insert(std::vector<probes::ProbeResult>{east}).has_value());  // the writer commits
+    clock.Advance(1s);
+    diagnostics.Tick(clock.Now());
+    CHECK(diagnostics.OpenSnapshot()[0].verdict == "gateway_fault");  // not yet: within settle
+    clock.Advance(600ms);
+    diagnostics.Tick(clock.Now());
+    CHECK(diagnostics.OpenSnapshot()[0].verdict == "regional");
+  }
+  SUBCASE("an alert firing after settle re-diagnoses before the message uses it") {
+    REQUIRE((*store)->Insert(std::vector<probes::ProbeResult>{east}).has_value());
+    clock.Advance(1600ms);
+    diagnostics.AlertFired("shop");  // before any Tick re-diagnosed it
+    const auto d = diagnostics.Current("shop");
+    REQUIRE(d.has_value());
+    CHECK(probes::ToString(d->verdict) == "regional");
+    CHECK(d->summary.find("healthy in east") != std::string::npos);
+    CHECK(diagnostics.OpenSnapshot().size() == 1);
+    diagnostics.Tick(clock.Now());
+    CHECK(diagnostics.OpenSnapshot()[0].verdict == "regional");
+  }
+  SUBCASE("a firing within settle keeps the fresh diagnosis (one per incident, not one per event)") {
+    clock.Advance(500ms);
+    diagnostics.AlertFired("shop");
+    CHECK(probes::ToString(diagnostics.Current("shop")->verdict) == "gateway_fault");
+  }
+}
+
 }  // namespace
 }  // namespace gatewatch::daemon

@@ -11,6 +11,8 @@
 
 #include <set>
 
+#include "fleet/connect_proxy.h"
+#include "fleet/dns_server.h"
 #include "fleet/raw_server.h"
 #include "tests/support/gateways.h"
 #include "tests/support/listen_port.h"
@@ -230,6 +232,121 @@ TEST_CASE("Incident e2e: a blip is transient, the verdict changes within the inc
   CHECK(seen.contains("transient"));
   CHECK(seen.contains("upstream_down"));
   CHECK(gw.Incidents("?open=true&monitor=shop")["incidents"].empty());
+}
+
+// Regions through the daemon: the verdicts that compare regions over time, which `check` (one
+// probe each, no history) cannot show. One nginx with two addresses: 127.0.0.1 proxies to the
+// healthy upstream, 127.0.0.2 (the broken gateway) to a dead port; each region has its own
+// resolver for the gateway's name.
+struct TwoRegionSite {
+  testing::TempDir& dir;
+  testing::UpstreamProcess api{dir, "shop-api-1"};
+  const uint16_t dead = testing::FreePort();
+  testing::NginxGateway nginx{testing::NginxGateway::Options{
+      .routes = {{.location = "/", .servers = {static_cast<uint16_t>(api.port())}}},
+      .http_extra = "server {\n  listen 127.0.0.2:@PORT@;\n  location / { proxy_pass http://127.0.0.1:" +
+                    std::to_string(dead) + "; }\n}\n"}};
+  fleet::DnsServer east_dns, west_dns;
+  const std::string name = "gw.gatewatch.test";
+
+  explicit TwoRegionSite(testing::TempDir& d) : dir(d) { east_dns.SetAnswer(name, {"127.0.0.1"}); }
+
+  // The daemon's config: regions east and west, the gateway watched from both, its upstream,
+  // a 502-rate alert on the gateway that posts to `hook` (Slack).
+  std::string Config(const testing::WebhookReceiver& hook) const {
+    return Header(dir.File("gw.db")) + "[regions.east]\ndns_servers = [\"" + east_dns.Address() +
+           "\"]\n[regions.west]\ndns_servers = [\"" + west_dns.Address() + "\"]\n\n" +
+           "[[monitors]]\nname = \"shop\"\nurl = \"http://" + name + ":" + std::to_string(nginx.port()) +
+           "/healthz\"\nregions = [\"east\", \"west\"]\nupstreams = [\"shop-api-1\"]\n\n" +
+           Monitor("shop-api-1", api.Url("/healthz")) +
+           "[[alerts]]\nname = \"shop-502\"\nmonitors = [\"shop\"]\nkind = \"status_rate\"\ncodes = [502]\n"
+           "above = 0.2\nwindow = \"10s\"\nmin_samples = 3\nfor = \"0s\"\nseverity = \"critical\"\n"
+           "notify = [\"chat\"]\n\n" +
+           Slack(hook);
+  }
+};
+
+// The open incident of `monitor` once its verdict is `verdict` and its evidence has seen
+// `healthy_region` healthy (an incident opens at the first failure, maybe before the other
+// region's first result; it is re-diagnosed every 10 s). REQUIREd within 40 s.
+json OpenIncidentWith(Daemon& gw, const std::string& monitor, const std::string& verdict,
+                      const std::string& healthy_region) {
+  json found;
+  REQUIRE_MESSAGE(WaitFor([&] {
+    const json open = gw.Incidents("?open=true&monitor=" + monitor);
+    if (open["incidents"].size() != 1 || open["incidents"][0]["verdict"] != verdict) return false;
+    found = open["incidents"][0];
+    return found["evidence"]["healthy_regions"] == json{healthy_region};
+  }, 40s), "no open " << verdict << " incident with " << healthy_region << " healthy; incidents: "
+                      << gw.Incidents("?monitor=" + monitor).dump() << "\n" << gw.Log());
+  return found;
+}
+
+TEST_CASE("Incident e2e: one region's resolver moves the name to a broken gateway -> dns, naming the change") {
+  testing::TempDir dir;
+  TwoRegionSite site(dir);
+  site.west_dns.SetAnswer(site.name, {"127.0.0.1"});  // both regions healthy first
+  testing::WebhookReceiver hook;
+  Daemon gw(dir, site.Config(hook));
+  REQUIRE_MESSAGE(WaitFor([&] {
+    const std::string body = gw.Get("/api/v1/monitors/shop");
+    if (body.empty()) return false;
+    const json m = json::parse(body);
+    int ok = 0;
+    for (const json& r : m["current"]) ok += r.value("state", "") == "ok";
+    return ok == 2;
+  }, 30s), gw.Log());
+
+  site.west_dns.SetAnswer(site.name, {"127.0.0.2"});  // west now reaches the broken gateway
+  const json inc = OpenIncidentWith(gw, "shop", "dns", "east");
+  INFO("incident: " << inc.dump());
+  CHECK(inc["regions"] == json{"west"});
+  CHECK(inc["evidence"]["failing_regions"] == json{"west"});
+  CHECK(inc["evidence"]["healthy_regions"] == json{"east"});
+  const std::string summary = inc["summary"];
+  CHECK(summary.find("resolved addresses changed in west at onset (127.0.0.1 -> 127.0.0.2)") != std::string::npos);
+  REQUIRE_MESSAGE(WaitFor([&] { return !FiringText(hook).empty(); }, 30s), gw.Log());
+  const std::string firing = FiringText(hook);
+  MESSAGE("dns chat message (Slack):\n" << firing);
+  CHECK(firing.find("dns") != std::string::npos);
+  CHECK(firing.find("127.0.0.1 -&gt; 127.0.0.2") != std::string::npos);  // Slack escapes '>' as &gt;
+  CHECK(site.west_dns.QueryCount(site.name) >= 2);
+}
+
+TEST_CASE("Incident e2e: failing from one region, healthy from the other -> regional, naming the region") {
+  testing::TempDir dir;
+  TwoRegionSite site(dir);
+  site.west_dns.SetAnswer(site.name, {"127.0.0.2"});  // west sees the broken gateway from the start
+  testing::WebhookReceiver hook;
+  Daemon gw(dir, site.Config(hook));
+  const json inc = OpenIncidentWith(gw, "shop", "regional", "east");
+  INFO("incident: " << inc.dump());
+  CHECK(inc["evidence"]["failing_regions"] == json{"west"});
+  CHECK(inc["evidence"]["healthy_regions"] == json{"east"});
+  const std::string summary = inc["summary"];
+  CHECK(summary.find("fails in 1/2 regions (west: http_502 from nginx)") != std::string::npos);
+  CHECK(summary.find("healthy in east") != std::string::npos);
+  REQUIRE_MESSAGE(WaitFor([&] { return !FiringText(hook).empty(); }, 30s), gw.Log());
+  const std::string firing = FiringText(hook);
+  MESSAGE("regional chat message (Slack):\n" << firing);
+  CHECK(firing.find("regional") != std::string::npos);
+  CHECK(firing.find("west") != std::string::npos);
+}
+
+TEST_CASE("Incident e2e: a region whose egress proxy refuses -> proxy_region, the site stays healthy elsewhere") {
+  fleet::RawHttpServer site;
+  fleet::ConnectProxy refusing(fleet::ConnectProxy::Mode::kRefuse);
+  testing::TempDir dir;
+  Daemon gw(dir, Header(dir.File("gw.db")) + "[regions.via-proxy]\nproxy = \"" + refusing.Url() + "\"\n\n" +
+                     "[[monitors]]\nname = \"shop\"\nurl = \"" + site.Url("/healthz") +
+                     "\"\nregions = [\"local\", \"via-proxy\"]\n");
+  const json inc = OpenIncidentWith(gw, "shop", "proxy_region", "local");
+  INFO("incident: " << inc.dump());
+  CHECK(inc["evidence"]["failing_regions"] == json{"via-proxy"});
+  CHECK(inc["evidence"]["healthy_regions"] == json{"local"});
+  CHECK(std::string(inc["summary"]).find("not the site") != std::string::npos);
+  CHECK(refusing.ConnectCount() >= 1);
+  CHECK(site.RequestCount("/healthz") >= 1);  // the direct region reached the site
 }
 
 }  // namespace
