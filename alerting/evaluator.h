@@ -125,6 +125,7 @@ class Evaluator {
   std::vector<SilenceConfig> silences_;
   std::map<std::pair<std::string, std::string>, std::unique_ptr<Pair>> pairs_;  // (alert, monitor)
   std::unordered_map<std::string, std::vector<Pair*>> by_monitor_;
+  std::vector<Pair*> changed_;  // pairs whose `dirty` went up since TakeChangedStates(), in pairs_
   std::vector<std::pair<std::string, std::string>> removed_;
 };
 

@@ -280,7 +280,20 @@ def write_config(path, db, listen_port, urls, interval, timeout):
     ]
     for i, u in enumerate(urls):
         lines += ["[[monitors]]", f'name = "m{i:05d}"', f'url = "{u}"', ""]
+    lines += ALERTS
     path.write_text("\n".join(lines))
+
+
+# SPEC section 10's goals are all-in, alert evaluation included: every run has the rules a user
+# would have on every monitor (a 502 rate with hysteresis, and down), notifying through the
+# console notifier (messages go to the run's log file: the outbox and delivery run too).
+ALERTS = [
+    "[[alerts]]", 'name = "rate-502"', 'monitors = ["m*"]', 'kind = "status_rate"', "codes = [502]",
+    "above = 0.05", 'window = "5m"', "min_samples = 10", 'for = "1m"', 'notify = ["console"]', "",
+    "[[alerts]]", 'name = "down"', 'monitors = ["m*"]', 'kind = "down"', "after = 3", 'for = "0s"',
+    'notify = ["console"]', "",
+    "[[notifiers]]", 'name = "console"', 'type = "console"', "",
+]
 
 
 def scrape(port):
@@ -483,6 +496,13 @@ def run_gatewatch(ctx, name, kind, n, interval, duration, warmup, timeout="2s", 
         "rows_total": rows_total, "stopped": st, "rc": rc, "outcomes": outcomes,
         "render_s": renders if m2_text else None, "metrics_bytes": size if m2_text else None,
         "series": len(m2) if m2 else None, "samples": samples,
+        "alerting": {
+            "evaluated": msum(m2, "gatewatch_alert_results_evaluated_total") - msum(m1, "gatewatch_alert_results_evaluated_total"),
+            "dropped": msum(m2, "gatewatch_alert_results_dropped_total") - msum(m1, "gatewatch_alert_results_dropped_total"),
+            "eval_s": msum(m2, "gatewatch_alert_evaluation_seconds_total") - msum(m1, "gatewatch_alert_evaluation_seconds_total"),
+            "delivered": msum(m2, "gatewatch_notifications_total", 'result="delivered"'),
+            "firing": sum(1 for (nm, l), v in m2.items() if nm == "gatewatch_alert_state" and v == 2),
+        } if m2 else None,
     }
     return res
 
@@ -515,6 +535,12 @@ def print_gatewatch(r):
             f"of {len(rs)} ({r['metrics_bytes']} bytes, {r['series']} series)")
     else:
         log("    /metrics render        n/a (/metrics not served by this build)")
+    al = r.get("alerting")
+    if al:
+        per = al["eval_s"] / al["evaluated"] * 1e9 if al["evaluated"] else float("nan")
+        log(f"    alerting               {al['evaluated']:.0f} results evaluated in the window ({per:.0f} ns each, "
+            f"2 rules per monitor), {al['dropped']:.0f} not evaluated; {al['firing']} pairs firing at the end, "
+            f"{al['delivered']:.0f} messages delivered (console) in the whole run")
     top = ", ".join(f"{k} {v}" for k, v in list(r["outcomes"].items())[:6])
     log(f"    outcomes in window     {top}")
 
