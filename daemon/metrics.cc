@@ -1,10 +1,6 @@
 #include "daemon/metrics.h"
 
-#include <prometheus/counter.h>
-#include <prometheus/family.h>
-#include <prometheus/gauge.h>
 #include <prometheus/metric_family.h>
-#include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
 #include <algorithm>
@@ -271,83 +267,148 @@ void RenderMonitor(const MonitorState& m, std::array<std::string, kFamilyCount>&
   }
 }
 
-// --- Extension families (prometheus-cpp) ---
+// --- Extension families: compact state rendered as text, like the probe series ---
+// (They were prometheus-cpp families: ~0.5 KB per series at rest, and every scrape built every
+// series again as ClientMetric objects before serialising them. With alert rules on 10,000
+// monitors — gatewatch_alert_state, _ratio and _silenced: 60,000 series — that was ~35 MB per
+// scrape and ~15 MB at rest.)
 
-bool HasUnretainedMonitor(const prometheus::ClientMetric& m, const std::set<std::string>& names) {
-  for (const auto& l : m.label) {
-    if (l.name == "monitor" && names.count(l.value) == 0) return true;
+bool ValidName(std::string_view name, bool colons) {
+  if (name.empty()) return false;
+  for (size_t i = 0; i < name.size(); ++i) {
+    const char c = name[i];
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (colons && c == ':') ||
+                    (i > 0 && c >= '0' && c <= '9');
+    if (!ok) return false;
   }
-  return false;
-}
-
-prometheus::Labels LabelsOf(const prometheus::ClientMetric& m) {
-  prometheus::Labels labels;
-  for (const auto& l : m.label) labels.emplace(l.name, l.value);
-  return labels;
+  return true;
 }
 
 // Series errors (an invalid label name) are programming errors of the caller; they are
 // logged, never thrown across the module.
-void LogSeriesError(const std::string& family, const std::exception& e) {
-  log::Error("metrics: series rejected").Kv("family", family).Kv("error", e.what());
+void LogSeriesError(const std::string& family, const std::string& error) {
+  log::Error("metrics: series rejected").Kv("family", family).Kv("error", error);
 }
 
-template <typename T, typename Base>
-class FamilyImpl : public Base {
+class ExtensionFamily {
  public:
-  FamilyImpl(prometheus::Family<T>& family, std::string help)
-      : family_(family), help_(std::move(help)) {}
-
-  void Remove(const MetricLabels& labels) override {
-    std::lock_guard lock(mu_);
-    try {
-      if (family_.Has(labels)) family_.Remove(&family_.Add(labels));
-    } catch (const std::exception& e) {
-      LogSeriesError(family_.GetName(), e);
-    }
-  }
-
-  void Retain(const std::set<std::string>& names) {
-    std::lock_guard lock(mu_);
-    for (const auto& mf : family_.Collect()) {
-      for (const auto& m : mf.metric) {
-        if (HasUnretainedMonitor(m, names)) family_.Remove(&family_.Add(LabelsOf(m)));
-      }
-    }
-  }
+  ExtensionFamily(std::string name, std::string help) : name_(std::move(name)), help_(std::move(help)) {}
 
   const std::string& help() const { return help_; }
 
- protected:
-  std::mutex mu_;  // serialises Add/Remove pairs on family_
-  prometheus::Family<T>& family_;
+  void Set(const MetricLabels& labels, double value) {
+    std::string key;
+    if (!KeyOf(labels, key)) return;
+    std::lock_guard lock(mu_);
+    Slot(std::move(key), labels).value = value;
+  }
+  void Add(const MetricLabels& labels, double by) {
+    std::string key;
+    if (!KeyOf(labels, key)) return;
+    std::lock_guard lock(mu_);
+    Slot(std::move(key), labels).value += by;
+  }
+  void Remove(const MetricLabels& labels) {
+    std::string key;
+    if (!KeyOf(labels, key)) return;
+    std::lock_guard lock(mu_);
+    series_.erase(key);
+  }
+  // Drops the series whose `monitor` label names a monitor not in `names`.
+  void Retain(const std::set<std::string>& names) {
+    std::lock_guard lock(mu_);
+    std::erase_if(series_, [&](const auto& kv) {
+      return kv.second.has_monitor && names.count(kv.second.monitor) == 0;
+    });
+  }
+  // HELP, TYPE and every series; nothing while no series exists.
+  void Render(std::string& out, std::string_view type) const {
+    std::lock_guard lock(mu_);
+    if (series_.empty()) return;
+    out += "# HELP ";
+    out += name_;
+    out += ' ';
+    for (char c : help_) {
+      if (c == '\\') {
+        out += "\\\\";
+      } else if (c == '\n') {
+        out += "\\n";
+      } else {
+        out += c;
+      }
+    }
+    out += "\n# TYPE ";
+    out += name_;
+    out += ' ';
+    out += type;
+    out += '\n';
+    for (const auto& [key, series] : series_) {
+      out += name_;
+      out += key;
+      out += ' ';
+      AppendDouble(out, series.value);
+      out += '\n';
+    }
+  }
+
+ private:
+  struct Series {
+    double value = 0;
+    bool has_monitor = false;
+    std::string monitor;  // the `monitor` label's value, for Retain()
+  };
+
+  // `{a="x",b="y"}` (MetricLabels is ordered by name, so the same labels give the same key),
+  // or "" without labels; false, logged, when a label name is invalid.
+  bool KeyOf(const MetricLabels& labels, std::string& key) const {
+    if (labels.empty()) return true;
+    key += '{';
+    for (const auto& [label, value] : labels) {
+      if (!ValidName(label, false) || label.starts_with("__")) {
+        LogSeriesError(name_, "invalid label name \"" + label + "\"");
+        return false;
+      }
+      if (key.size() > 1) key += ',';
+      key += label;
+      key += "=\"";
+      AppendEscaped(key, value);
+      key += '"';
+    }
+    key += '}';
+    return true;
+  }
+
+  Series& Slot(std::string key, const MetricLabels& labels) {
+    auto [it, fresh] = series_.try_emplace(std::move(key));
+    if (fresh) {
+      if (auto m = labels.find("monitor"); m != labels.end()) {
+        it->second.has_monitor = true;
+        it->second.monitor = m->second;
+      }
+    }
+    return it->second;
+  }
+
+  const std::string name_;
   const std::string help_;
+  mutable std::mutex mu_;  // guards series_
+  std::unordered_map<std::string, Series> series_;
 };
 
-class GaugeFamilyImpl final : public FamilyImpl<prometheus::Gauge, GaugeFamily> {
+class GaugeFamilyImpl final : public GaugeFamily {
  public:
-  using FamilyImpl::FamilyImpl;
-  void Set(const MetricLabels& labels, double value) override {
-    std::lock_guard lock(mu_);
-    try {
-      family_.Add(labels).Set(value);
-    } catch (const std::exception& e) {
-      LogSeriesError(family_.GetName(), e);
-    }
-  }
+  GaugeFamilyImpl(std::string name, std::string help) : family(std::move(name), std::move(help)) {}
+  void Set(const MetricLabels& labels, double value) override { family.Set(labels, value); }
+  void Remove(const MetricLabels& labels) override { family.Remove(labels); }
+  ExtensionFamily family;
 };
 
-class CounterFamilyImpl final : public FamilyImpl<prometheus::Counter, CounterFamily> {
+class CounterFamilyImpl final : public CounterFamily {
  public:
-  using FamilyImpl::FamilyImpl;
-  void Increment(const MetricLabels& labels, double by) override {
-    std::lock_guard lock(mu_);
-    try {
-      family_.Add(labels).Increment(by);
-    } catch (const std::exception& e) {
-      LogSeriesError(family_.GetName(), e);
-    }
-  }
+  CounterFamilyImpl(std::string name, std::string help) : family(std::move(name), std::move(help)) {}
+  void Increment(const MetricLabels& labels, double by) override { family.Add(labels, by); }
+  void Remove(const MetricLabels& labels) override { family.Remove(labels); }
+  ExtensionFamily family;
 };
 
 prometheus::MetricFamily OneValue(std::string name, std::string help, prometheus::MetricType type,
@@ -396,7 +457,6 @@ struct Metrics::State {
 };
 
 struct Metrics::Extensions {
-  prometheus::Registry registry;
   std::mutex mu;  // guards gauges and counters (the maps; the families lock themselves)
   std::map<std::string, std::unique_ptr<GaugeFamilyImpl>> gauges;
   std::map<std::string, std::unique_ptr<CounterFamilyImpl>> counters;
@@ -491,8 +551,8 @@ void Metrics::RetainMonitors(const std::set<std::string>& names) {
     state_->retained = std::move(retained);
   }
   std::lock_guard lock(extensions_->mu);
-  for (auto& [name, family] : extensions_->gauges) family->Retain(names);
-  for (auto& [name, family] : extensions_->counters) family->Retain(names);
+  for (auto& [name, impl] : extensions_->gauges) impl->family.Retain(names);
+  for (auto& [name, impl] : extensions_->counters) impl->family.Retain(names);
 }
 
 void Metrics::SetSelfStats(std::function<SelfStats()> source) {
@@ -506,18 +566,14 @@ Result<GaugeFamily*> Metrics::AddGaugeFamily(const std::string& name, const std:
   if (Reserved(name) || ext.counters.count(name))
     return Error("metric " + name + " exists already");
   if (auto it = ext.gauges.find(name); it != ext.gauges.end()) {
-    if (it->second->help() != help) return Error("metric " + name + " exists with another help");
+    if (it->second->family.help() != help) return Error("metric " + name + " exists with another help");
     return static_cast<GaugeFamily*>(it->second.get());
   }
-  try {
-    auto& family = prometheus::BuildGauge().Name(name).Help(help).Register(ext.registry);
-    auto impl = std::make_unique<GaugeFamilyImpl>(family, help);
-    GaugeFamily* out = impl.get();
-    ext.gauges.emplace(name, std::move(impl));
-    return out;
-  } catch (const std::exception& e) {
-    return Error("metric " + name + ": " + e.what());
-  }
+  if (!ValidName(name, true)) return Error("metric " + name + ": invalid metric name");
+  auto impl = std::make_unique<GaugeFamilyImpl>(name, help);
+  GaugeFamily* out = impl.get();
+  ext.gauges.emplace(name, std::move(impl));
+  return out;
 }
 
 Result<CounterFamily*> Metrics::AddCounterFamily(const std::string& name, const std::string& help) {
@@ -525,18 +581,14 @@ Result<CounterFamily*> Metrics::AddCounterFamily(const std::string& name, const 
   std::lock_guard lock(ext.mu);
   if (Reserved(name) || ext.gauges.count(name)) return Error("metric " + name + " exists already");
   if (auto it = ext.counters.find(name); it != ext.counters.end()) {
-    if (it->second->help() != help) return Error("metric " + name + " exists with another help");
+    if (it->second->family.help() != help) return Error("metric " + name + " exists with another help");
     return static_cast<CounterFamily*>(it->second.get());
   }
-  try {
-    auto& family = prometheus::BuildCounter().Name(name).Help(help).Register(ext.registry);
-    auto impl = std::make_unique<CounterFamilyImpl>(family, help);
-    CounterFamily* out = impl.get();
-    ext.counters.emplace(name, std::move(impl));
-    return out;
-  } catch (const std::exception& e) {
-    return Error("metric " + name + ": " + e.what());
-  }
+  if (!ValidName(name, true)) return Error("metric " + name + ": invalid metric name");
+  auto impl = std::make_unique<CounterFamilyImpl>(name, help);
+  CounterFamily* out = impl.get();
+  ext.counters.emplace(name, std::move(impl));
+  return out;
 }
 
 std::string Metrics::Render() const {
@@ -656,7 +708,13 @@ void AppendAlerting(const SelfStats::Alerting& a, std::vector<prometheus::Metric
 std::string Metrics::RenderSelf() const {
   using prometheus::ClientMetric;
   using prometheus::MetricFamily;
-  std::vector<MetricFamily> families = extensions_->registry.Collect();
+  std::string extension_text;
+  {
+    std::lock_guard lock(extensions_->mu);
+    for (const auto& [name, impl] : extensions_->gauges) impl->family.Render(extension_text, "gauge");
+    for (const auto& [name, impl] : extensions_->counters) impl->family.Render(extension_text, "counter");
+  }
+  std::vector<MetricFamily> families;
 
   std::optional<SelfStats> s;
   {
@@ -734,7 +792,7 @@ std::string Metrics::RenderSelf() const {
 
   std::ostringstream text;
   prometheus::TextSerializer().Serialize(text, families);
-  return std::move(text).str();
+  return extension_text + std::move(text).str();
 }
 
 size_t Metrics::ProbeSeriesCountForTest() const {

@@ -366,6 +366,24 @@ TEST_CASE("Metrics: extension families are set, removed, and reject taken or inv
   auto invalid = m.AddGaugeFamily("0-bad name", "x");
   REQUIRE_FALSE(invalid.has_value());
   CHECK(invalid.error().find("0-bad name") != std::string::npos);
+
+  // Label values are escaped, label names checked, and RetainMonitors drops the series of
+  // removed monitors (by their `monitor` label) and keeps the rest.
+  auto state = m.AddGaugeFamily("gatewatch_alert_state", "State of an alert x monitor.");
+  REQUIRE(state.has_value());
+  (*state)->Set({{"alert", "a\"b\\c\nd"}, {"monitor", "shop"}}, 2);
+  (*state)->Set({{"alert", "x"}, {"monitor", "gone"}}, 1);
+  (*state)->Set({{"0bad", "x"}}, 1);  // rejected (logged), never rendered
+  text = m.Render();
+  CHECK(Has(text, "gatewatch_alert_state{alert=\"a\\\"b\\\\c\\nd\",monitor=\"shop\"} 2"));
+  CHECK(Has(text, "gatewatch_alert_state{alert=\"x\",monitor=\"gone\"} 1"));
+  CHECK(text.find("0bad") == std::string::npos);
+  CHECK(text.find("# TYPE gatewatch_alert_state gauge") != std::string::npos);
+  m.RetainMonitors({"shop"});
+  text = m.Render();
+  CHECK(text.find("monitor=\"gone\"") == std::string::npos);
+  CHECK(Has(text, "gatewatch_outbox_pending 3"));  // no monitor label: kept
+  CHECK(text.find("monitor=\"shop\"} 2") != std::string::npos);
 }
 
 TEST_CASE("Metrics: Render while Observe runs on another thread") {
