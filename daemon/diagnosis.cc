@@ -254,21 +254,30 @@ void Diagnostics::AlertFired(const std::string& monitor) {
     s.diagnosed_at = now;
     s.provisional = false;
   }
-  const probes::Diagnosis& d = *s.diagnosis;
+  Record(monitor, inc, *s.diagnosis, now);
+}
+
+bool Diagnostics::Record(const std::string& monitor, storage::Incident& inc, const probes::Diagnosis& d,
+                         SystemTime now) {
   const std::string verdict(probes::ToString(d.verdict));
   if (verdict != inc.verdict) {
-    log::Info("incident verdict changed").Kv("monitor", monitor).Kv("from", inc.verdict).Kv("to", verdict).Kv("summary", d.summary);
+    log::Info("incident verdict changed")
+        .Kv("monitor", monitor)
+        .Kv("from", inc.verdict)
+        .Kv("to", verdict)
+        .Kv("summary", d.summary);
   }
   const double ratio = FailureRatio(d.evidence);
   if (auto ok = incidents_.Update(inc.id, verdict, d.summary, probes::EvidenceToJson(d), d.evidence.failing_regions,
-                                  ratio, true, now);
+                                  ratio, inc.alert_fired, now);
       !ok) {
     log::Error("incident update failed").Kv("monitor", monitor).Kv("error", ok.error());
-    return;
+    return false;
   }
   inc.verdict = verdict;
   inc.summary = d.summary;
   inc.peak_ratio = std::max(inc.peak_ratio, ratio);
+  return true;
 }
 
 bool Diagnostics::Decide(const std::string& monitor, MonitorState& s, SystemTime now) {
@@ -348,25 +357,7 @@ bool Diagnostics::Decide(const std::string& monitor, MonitorState& s, SystemTime
   s.diagnosed_at = now;
   probes::Diagnosis d = Diagnose(monitor, now, inc.alert_fired);
   if (d.verdict == probes::Verdict::kHealthy) return true;  // nothing in the window any more
-  const std::string verdict(probes::ToString(d.verdict));
-  if (verdict != inc.verdict) {
-    log::Info("incident verdict changed")
-        .Kv("monitor", monitor)
-        .Kv("from", inc.verdict)
-        .Kv("to", verdict)
-        .Kv("summary", d.summary);
-  }
-  const double ratio = FailureRatio(d.evidence);
-  if (auto ok = incidents_.Update(inc.id, verdict, d.summary, probes::EvidenceToJson(d), d.evidence.failing_regions,
-                                  ratio, inc.alert_fired, now);
-      !ok) {
-    log::Error("incident update failed").Kv("monitor", monitor).Kv("error", ok.error());
-    return true;
-  }
-  inc.verdict = verdict;
-  inc.summary = d.summary;
-  inc.peak_ratio = std::max(inc.peak_ratio, ratio);
-  s.diagnosis = Held(std::move(d));
+  if (Record(monitor, inc, d, now)) s.diagnosis = Held(std::move(d));
   return true;
 }
 

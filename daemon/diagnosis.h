@@ -124,6 +124,9 @@ class Diagnostics {
   // Opens, updates or closes the monitor's incident; true when it diagnosed (the costly
   // part: a window read from SQLite), false for a cheap no-op.
   bool Decide(const std::string& monitor, MonitorState& s, SystemTime now);
+  // Writes a new diagnosis of an open incident (verdict, summary, evidence, peak ratio) to
+  // SQLite and to `inc`, logging a verdict change; false (logged) when the write failed.
+  bool Record(const std::string& monitor, storage::Incident& inc, const probes::Diagnosis& d, SystemTime now);
   void Publish();
   Duration WindowOf(const std::string& monitor) const;
   Duration CloseAfterOf(const std::string& monitor) const;

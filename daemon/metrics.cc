@@ -318,7 +318,7 @@ class ExtensionFamily {
   void Retain(const std::set<std::string>& names) {
     std::lock_guard lock(mu_);
     std::erase_if(series_, [&](const auto& kv) {
-      return kv.second.has_monitor && names.count(kv.second.monitor) == 0;
+      return kv.second.monitor && names.count(*kv.second.monitor) == 0;
     });
   }
   // HELP, TYPE and every series; nothing while no series exists.
@@ -354,8 +354,7 @@ class ExtensionFamily {
  private:
   struct Series {
     double value = 0;
-    bool has_monitor = false;
-    std::string monitor;  // the `monitor` label's value, for Retain()
+    std::optional<std::string> monitor;  // the `monitor` label's value, for Retain()
   };
 
   // `{a="x",b="y"}` (MetricLabels is ordered by name, so the same labels give the same key),
@@ -380,12 +379,7 @@ class ExtensionFamily {
 
   Series& Slot(std::string key, const MetricLabels& labels) {
     auto [it, fresh] = series_.try_emplace(std::move(key));
-    if (fresh) {
-      if (auto m = labels.find("monitor"); m != labels.end()) {
-        it->second.has_monitor = true;
-        it->second.monitor = m->second;
-      }
-    }
+    if (auto m = labels.find("monitor"); fresh && m != labels.end()) it->second.monitor = m->second;
     return it->second;
   }
 
