@@ -458,6 +458,30 @@ namespace {
 
 // The texts of an event (summary and value), built only when one is emitted: evaluation runs
 // for every result and must not format strings.
+// A resolution says what recovered and after how long, then what the rule measures now.
+void Describe(const AlertRule& rule, const std::string& monitor, const Measure& m,
+              std::optional<SystemTime> cert_expiry, SystemTime now, std::string* summary, std::string* value);
+
+void DescribeEvent(AlertEvent::Kind kind, SystemTime firing_since, const AlertRule& rule, const std::string& monitor,
+                   const Measure& m, std::optional<SystemTime> cert_expiry, SystemTime now, std::string* summary,
+                   std::string* value) {
+  if (kind != AlertEvent::Kind::kResolved) {
+    Describe(rule, monitor, m, cert_expiry, now, summary, value);
+    return;
+  }
+  const auto lasted = std::chrono::floor<std::chrono::seconds>(now - firing_since);
+  const std::string after =
+      firing_since == SystemTime{} ? "" : " after " + FormatDuration(std::max(Duration(0), std::chrono::duration_cast<Duration>(lasted)));
+  if (rule.kind == AlertKind::kDown) {
+    *summary = monitor + " recovered" + after + ": probes succeed again";
+    return;
+  }
+  std::string measured;
+  Describe(rule, monitor, m, cert_expiry, now, &measured, value);
+  *summary = monitor + " recovered" + after;
+  if (measured.size() > monitor.size() + 2) *summary += "; now " + measured.substr(monitor.size() + 2);
+}
+
 void Describe(const AlertRule& rule, const std::string& monitor, const Measure& m,
               std::optional<SystemTime> cert_expiry, SystemTime now, std::string* summary, std::string* value) {
   const std::string where = m.regions_above.empty() ? "" : " in " + Join(m.regions_above);
@@ -583,7 +607,7 @@ std::vector<AlertEvent> Evaluator::Evaluate(Pair& pair, SystemTime now) {
     e.rule_kind = rule.kind;
     e.ratio = m.worst;
     e.samples = m.samples;
-    Describe(rule, pair.monitor, m, pair.cert_expiry, now, &e.summary, &e.value);
+    DescribeEvent(kind, pair.firing_since, rule, pair.monitor, m, pair.cert_expiry, now, &e.summary, &e.value);
     e.regions_above = m.regions_above;
     for (const auto& [name, counted] : pair.emitters) e.emitters[name] = counted.first;
     events.push_back(std::move(e));

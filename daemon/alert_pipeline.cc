@@ -232,6 +232,10 @@ struct AlertPipeline::Impl {
     m.description.push_back(m.summary);
     m.summary = d->summary;
     for (auto& line : EvidenceLines(*d)) m.description.push_back(std::move(line));
+    // An upstream's alert leads with its own diagnosis and says what it causes in front.
+    for (const OpenIncident& inc : diagnostics->GatewayIncidents(e.monitor)) {
+      m.description.push_back("causes an incident on gateway " + inc.monitor + " (" + inc.verdict + "): " + inc.summary);
+    }
   }
 
   // Where an event goes: its rule's notifiers; for a pair whose rule is gone (removed while

@@ -57,7 +57,11 @@ std::vector<std::string> EvidenceLines(const probes::Diagnosis& d, size_t max_li
     if (e.failing_since) line += " (since " + FormatTime(*e.failing_since) + ")";
     lines.push_back(std::move(line));
   }
-  if (e.latest_failure) lines.push_back("gateway answered " + FactsLine(*e.latest_failure));
+  if (e.latest_failure) {
+    // Only a monitor with linked upstreams is known to be a gateway.
+    lines.push_back((e.upstreams.empty() ? e.monitor : "gateway " + e.monitor) + " answered " +
+                    FactsLine(*e.latest_failure));
+  }
   for (size_t i = 0; i < e.upstreams.size(); ++i) {
     const probes::UpstreamEvidence& u = e.upstreams[i];
     if (lines.size() + 1 >= max_lines && i + 1 < e.upstreams.size()) {
@@ -298,6 +302,10 @@ bool Diagnostics::Decide(const std::string& monitor, MonitorState& s, SystemTime
     s.dirty = false;
     probes::Diagnosis d = Diagnose(monitor, now, false);
     if (d.verdict == probes::Verdict::kHealthy || d.verdict == probes::Verdict::kTransient) return true;
+    if (d.evidence.results == 0) {
+      s.dirty = true;  // an upstream failed before the monitor's own first result: judge it then
+      return true;
+    }
     auto inc = incidents_.OpenIncident(monitor, std::string(probes::ToString(d.verdict)), d.summary,
                                        probes::EvidenceToJson(d), d.evidence.failing_regions,
                                        FailureRatio(d.evidence), now);
@@ -411,6 +419,19 @@ std::optional<probes::Diagnosis> Diagnostics::Current(const std::string& monitor
     }
   }
   return d;
+}
+
+std::vector<OpenIncident> Diagnostics::GatewayIncidents(const std::string& monitor) const {
+  std::vector<OpenIncident> out;
+  const auto g = gateways_of_.find(monitor);
+  if (g == gateways_of_.end()) return out;
+  for (const auto& gateway : g->second) {
+    const auto it = monitors_.find(gateway);
+    if (it == monitors_.end() || !it->second.incident) continue;
+    const storage::Incident& inc = *it->second.incident;
+    out.push_back({inc.monitor, inc.verdict, inc.summary, inc.opened_at});
+  }
+  return out;
 }
 
 void Diagnostics::Publish() {

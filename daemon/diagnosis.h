@@ -86,10 +86,14 @@ class Diagnostics {
   void Tick(SystemTime now);
 
   // The monitor's current diagnosis (its open incident's, or computed now); nullopt when it
-  // has nothing to diagnose (healthy and no upstream in trouble). For an upstream that has
-  // no upstreams of its own and nothing better than `unknown`, the open incident of a gateway
-  // in front of it (e.g. its pool's partial_upstream_failure).
+  // has nothing to diagnose (healthy and no upstream in trouble). Only when its own says
+  // nothing (`unknown`) and it is an upstream: the diagnosis of a gateway in front of it that
+  // names it (upstream_down, partial_upstream_failure).
   std::optional<probes::Diagnosis> Current(const std::string& monitor);
+
+  // The open incidents of the gateways that link `monitor` as an upstream: what a failing
+  // upstream causes (its alert mentions them). Pipeline thread.
+  std::vector<OpenIncident> GatewayIncidents(const std::string& monitor) const;
 
   // Open incidents, for gatewatch_incident_open and the status page. Any thread.
   std::vector<OpenIncident> OpenSnapshot() const;

@@ -186,6 +186,7 @@ struct Attempt {
   int64_t body_limit = 0;
   bool body_capped = false;
   HeaderList headers;
+  std::string status_text;  // reason phrase of the last status line, kept for a 5xx only
   size_t header_bytes = 0;
   bool headers_too_large = false;
   // Every response header is kept only when something reads them all: a header
@@ -249,6 +250,15 @@ int StatusOf(std::string_view status_line) {
   return status;
 }
 
+// "HTTP/1.1 502 Connection refused\r\n" -> "Connection refused"; empty when there is none.
+std::string_view StatusText(std::string_view status_line) {
+  const size_t first = status_line.find(' ');
+  if (first == std::string_view::npos) return {};
+  const size_t second = status_line.find(' ', first + 1);
+  if (second == std::string_view::npos) return {};
+  return Trim(status_line.substr(second + 1));
+}
+
 size_t HeaderCallback(char* data, size_t size, size_t n, void* user) {
   auto* a = static_cast<Attempt*>(user);
   const size_t len = size * n;
@@ -257,7 +267,10 @@ size_t HeaderCallback(char* data, size_t size, size_t n, void* user) {
   if (status_line) {  // a new response (redirect, 100-continue)
     a->headers.clear();
     a->header_bytes = 0;
-    a->keep_all_headers = a->wants_all_headers || StatusOf(line) >= 500;
+    const int status = StatusOf(line);
+    a->keep_all_headers = a->wants_all_headers || status >= 500;
+    a->status_text.clear();
+    if (status >= 500) a->status_text = std::string(StatusText(line));
   }
   a->header_bytes += len;
   if (a->header_bytes > kMaxHeaderBytes) {
@@ -1170,6 +1183,7 @@ void HttpProber::Impl::Finish(uint64_t id, int curl_code) {
   if (r.http_status >= 500) {
     ResponseSample sample;
     sample.status = r.http_status;
+    sample.status_text = a.status_text;
     sample.headers = a.headers;
     sample.body = std::string_view(a.body).substr(0, static_cast<size_t>(kFingerprintBytes));
     for (const auto& [name, value] : a.headers) {

@@ -24,7 +24,7 @@ namespace gatewatch::probes {
 // Which layer most likely produced a 5xx. Stable snake_case names (used in metric labels,
 // API, alerts): none, application, nginx, openresty, apache, haproxy, envoy, traefik, caddy,
 // varnish, cloudflare, cloudflare_origin, aws_alb, cloudfront, google_lb, fastly, akamai, kong,
-// unknown
+// squid, lighttpd, h2o, trafficserver, unknown
 enum class Emitter : uint8_t {
   kNone,         // not a 5xx: nothing to attribute
   kApplication,  // the upstream application answered itself (possibly relayed by a gateway)
@@ -44,7 +44,11 @@ enum class Emitter : uint8_t {
   kFastly,
   kAkamai,
   kKong,
-  kUnknown,  // a 5xx without any tell (e.g. an empty body from an unknown layer)
+  kSquid,
+  kLighttpd,
+  kH2o,
+  kTrafficServer,  // Apache Traffic Server
+  kUnknown,        // a 5xx without any tell: the layer that sent it cannot be named
 };
 
 // Bounded reason enum, stable names: unknown, upstream_connect_failed, upstream_timeout,
@@ -73,6 +77,7 @@ std::span<const Reason> AllReasons();
 
 struct ResponseSample {
   int status = 0;
+  std::string_view status_text;  // the status line's reason phrase ("Connection refused")
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-case, file order
   std::string_view body;                  // first bytes of the body (gatewatch keeps up to 4 KiB)
   std::optional<int64_t> content_length;  // from the header, when present

@@ -1,6 +1,7 @@
 #include "probes/verdict.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -10,10 +11,13 @@ namespace {
 
 using std::chrono::microseconds;
 
-constexpr std::array<std::string_view, 12> kVerdictNames = {
-    "healthy",    "proxy_region",  "dns",           "tls",
-    "regional",   "upstream_down", "upstream_slow", "partial_upstream_failure",
-    "cdn_origin", "gateway_fault", "transient",     "unknown"};
+constexpr std::array<std::string_view, 18> kVerdictNames = {
+    "healthy",          "proxy_region",       "dns",
+    "tls",              "regional",           "upstream_down",
+    "upstream_slow",    "partial_upstream_failure", "cdn_origin",
+    "gateway_fault",    "application_error",  "behind_gateway",
+    "not_listening",    "network_path",       "connection_failure",
+    "bad_response",     "transient",          "unknown"};
 static_assert(kVerdictNames.size() == static_cast<size_t>(Verdict::kUnknown) + 1);
 
 constexpr auto kAllVerdicts = [] {
@@ -330,6 +334,17 @@ std::string Latency(microseconds us) {
   return FormatDuration(std::chrono::duration_cast<Duration>(us));
 }
 
+// "2.0 s", "850 ms": for times a person compares ("gives up after ~2.0 s").
+std::string Seconds(microseconds us) {
+  char buf[32];
+  if (us >= std::chrono::seconds(1)) {
+    std::snprintf(buf, sizeof buf, "%.1f s", static_cast<double>(us.count()) / 1e6);
+  } else {
+    std::snprintf(buf, sizeof buf, "%lld ms", static_cast<long long>(us.count() / 1000));
+  }
+  return buf;
+}
+
 std::string Status(int status) { return std::to_string(status); }
 
 // What a result did, as a verb phrase: "refuses connections".
@@ -540,18 +555,36 @@ bool Regional(const Analysis& a, Diagnosis& d) {
   return true;
 }
 
+bool IsTimeout(Outcome o) { return o == Outcome::kTimeoutTtfb || o == Outcome::kTimeoutBody; }
+
 bool UpstreamDown(const Analysis& a, Diagnosis& d) {
   if (a.upstreams.empty() || a.CountUpstreams(UpstreamState::kFailing) != a.upstreams.size())
     return false;
-  const std::string* f =
-      FirstFailing(a, [&](const std::string& region) { return GatewaySide(a, region); });
-  if (f == nullptr) return false;
   const auto ups = InState(a, UpstreamState::kFailing);
   std::string what = ups.size() == 1 ? UpstreamFailures(ups)
                                      : "all " + std::to_string(ups.size()) +
                                            " upstreams fail: " + UpstreamFailures(ups);
-  d.summary =
-      what + " from " + Regions(a) + EarliestSince(ups, a) + "; " + GatewayAnswer(a.Current(*f));
+  if (a.failing.empty()) {
+    d.summary = what + EarliestSince(ups, a) + "; the gateway still answers in " +
+                Fraction(a.monitor.size(), a.monitor.size(), "regions") +
+                " (from a server not linked, a cache, or by passing the reply through)";
+    return true;
+  }
+  const std::string* f = FirstFailing(a, [&](const std::string& region) {
+    return GatewaySide(a, region) || IsTimeout(a.Current(region).outcome);
+  });
+  if (f == nullptr) return false;
+  const ProbeResult& r = a.Current(*f);
+  d.summary = what + " from " + Regions(a) + EarliestSince(ups, a) + "; ";
+  if (!GatewaySide(a, *f)) {
+    d.summary += "the gateway " + Verb(r) + " (" + std::string(ToString(r.outcome)) +
+                 ") while it waits on the dead upstream";
+    d.evidence.notes.push_back("the gateway did not answer within the probe's timeout while " +
+                               std::string(ups.size() == 1 ? "its upstream was" : "its upstreams were") +
+                               " failing: it was still waiting on (or retrying) the dead upstream");
+  } else {
+    d.summary += GatewayAnswer(r);
+  }
   return true;
 }
 
@@ -570,17 +603,43 @@ std::pair<const Upstream*, const ProbeResult*> Slowest(const Analysis& a) {
   return slowest;
 }
 
+// T of the timing rule for a failing region: the time its gateway-class failures in the window
+// took when that is near-constant and at least kMinGiveUp (header comment, row 6); else none.
+std::optional<microseconds> GivesUpAfter(const Analysis& a, const std::string& region) {
+  if (!GatewayClass(a.Current(region)) || !IsGatewayEmitter(a.Current(region).emitter)) return {};
+  std::optional<microseconds> lo, hi;
+  for (const ProbeResult& r : a.in->results) {
+    if (r.region != region || !GatewayClass(r) || !r.phases.total) continue;
+    if (Check(r, a.in->monitor, a.monitor_limits) != Skip::kNone) continue;
+    lo = std::min(lo.value_or(*r.phases.total), *r.phases.total);
+    hi = std::max(hi.value_or(*r.phases.total), *r.phases.total);
+  }
+  if (!lo || *lo < kMinGiveUp) return {};
+  if (static_cast<double>(hi->count()) > static_cast<double>(lo->count()) * kGiveUpSpread) return {};
+  return *hi;
+}
+
 bool UpstreamSlow(const Analysis& a, Diagnosis& d) {
-  const std::string* f = FirstFailing(a, [&](const std::string& region) {
-    const ProbeResult& r = a.Current(region);
-    return r.http_status == 504 || r.reason == Reason::kUpstreamTimeout;
-  });
-  if (f == nullptr || a.CountUpstreams(UpstreamState::kHealthy) == 0) return false;
+  if (a.CountUpstreams(UpstreamState::kHealthy) == 0) return false;
   const auto [u, r] = Slowest(a);
+  const microseconds slowest = r->phases.total.value_or(microseconds::zero());
+  std::optional<microseconds> gives_up;
+  const std::string* f = FirstFailing(a, [&](const std::string& region) {
+    const ProbeResult& cur = a.Current(region);
+    if (cur.http_status == 504 || cur.reason == Reason::kUpstreamTimeout) return true;
+    gives_up = GivesUpAfter(a, region);
+    return gives_up && slowest > *gives_up;
+  });
+  if (f == nullptr) return false;
   d.evidence.slowest_upstream = u->name;
-  d.summary =
-      GatewayAnswer(a.Current(*f)) + " in " + Regions(a) + Since(a) + " while upstreams answer";
-  d.summary += "; slowest " + u->name;
+  d.summary = GatewayAnswer(a.Current(*f)) + " in " + Regions(a) + Since(a);
+  if (gives_up) {
+    d.evidence.gives_up_after = gives_up;
+    d.summary += ": the gateway gives up after ~" + Seconds(*gives_up) + "; upstream " + u->name +
+                 " answers in " + Seconds(slowest);
+    return true;
+  }
+  d.summary += " while upstreams answer; slowest " + u->name;
   if (r->phases.total) d.summary += " took " + Latency(*r->phases.total);
   if (r->phases.processing) d.summary += " (processing " + Latency(*r->phases.processing) + ")";
   return true;
@@ -588,8 +647,7 @@ bool UpstreamSlow(const Analysis& a, Diagnosis& d) {
 
 bool PartialUpstreamFailure(const Analysis& a, Diagnosis& d) {
   const size_t failing = a.CountUpstreams(UpstreamState::kFailing);
-  if (failing == 0) return false;
-  if (failing == a.upstreams.size() && !a.failing.empty()) return false;
+  if (failing == 0 || failing == a.upstreams.size()) return false;
   const auto ups = InState(a, UpstreamState::kFailing);
   d.summary = Fraction(failing, a.upstreams.size(), "upstreams failing: ") + UpstreamFailures(ups) +
               EarliestSince(ups, a) + "; ";
@@ -632,6 +690,111 @@ bool GatewayFault(const Analysis& a, Diagnosis& d) {
   return true;
 }
 
+
+// The rows below need no linked upstream: the monitor's own failure says where it happened.
+
+// The first failing region whose current failure has one of `outcomes`.
+const std::string* FirstWith(const Analysis& a, std::initializer_list<Outcome> outcomes) {
+  return FirstFailing(a, [&](const std::string& region) {
+    const Outcome o = a.Current(region).outcome;
+    return std::find(outcomes.begin(), outcomes.end(), o) != outcomes.end();
+  });
+}
+
+std::string HeaderValue(const ProbeResult& r, std::string_view name) {
+  for (const auto& [n, v] : r.headers) {
+    if (n == name) return v;
+  }
+  return {};
+}
+
+// " in 1/2 regions since <t>" and, with several failing regions, which.
+std::string Where(const Analysis& a) {
+  std::string s = " in " + Regions(a);
+  if (a.monitor.size() > 1) s += " (" + NameList(a.failing) + ")";
+  return s + Since(a);
+}
+
+bool ApplicationError(const Analysis& a, Diagnosis& d) {
+  const std::string* f = FirstFailing(a, [&](const std::string& region) {
+    const ProbeResult& r = a.Current(region);
+    return r.http_status >= 500 && r.emitter == Emitter::kApplication;
+  });
+  if (f == nullptr) return false;
+  const ProbeResult& r = a.Current(*f);
+  d.summary = a.in->monitor + "'s application answers " + Status(r.http_status) +
+              " itself (its own response, not a gateway's error page)" + Where(a);
+  if (const std::string retry = HeaderValue(r, "retry-after"); !retry.empty()) {
+    d.summary += "; Retry-After: " + retry;
+  }
+  return true;
+}
+
+bool BehindGateway(const Analysis& a, Diagnosis& d) {
+  const std::string* f =
+      FirstFailing(a, [&](const std::string& region) { return GatewayClass(a.Current(region)); });
+  if (f == nullptr) return false;
+  const ProbeResult& r = a.Current(*f);
+  if (IsGatewayEmitter(r.emitter)) {
+    d.summary = "gateway " + std::string(ToString(r.emitter)) + " answers " + Status(r.http_status);
+    d.summary += r.reason != Reason::kUnknown
+                     ? " (" + std::string(ToString(r.reason)) + ")"
+                     : std::string(" (its page does not say why)");
+  } else {
+    d.summary = a.in->monitor + " answers " + Status(r.http_status) +
+                " from a layer whose page names neither itself nor the cause";
+  }
+  d.summary += Where(a) + ": its upstream fails; ";
+  d.summary += a.upstreams.empty() ? "link the upstream monitors to name which"
+                                   : "the linked upstreams have no results to tell which";
+  return true;
+}
+
+bool NotListening(const Analysis& a, Diagnosis& d) {
+  if (FirstWith(a, {Outcome::kConnectRefused}) == nullptr) return false;
+  d.summary = a.in->monitor + " refuses connections (connect_refused)" + Where(a) +
+              ": nothing listens on that address and port (service down or wrong port)";
+  return true;
+}
+
+bool NetworkPath(const Analysis& a, Diagnosis& d) {
+  const std::string* f = FirstWith(a, {Outcome::kConnectTimeout, Outcome::kNetworkUnreachable});
+  if (f == nullptr) return false;
+  if (a.Current(*f).outcome == Outcome::kConnectTimeout) {
+    d.summary = a.in->monitor + " does not accept connections in time (connect_timeout)" + Where(a) +
+                ": packets are dropped on the way (firewall, security group) or the host is down";
+  } else {
+    d.summary = a.in->monitor + " is unreachable (network_unreachable)" + Where(a) +
+                ": no route to the host from here";
+  }
+  return true;
+}
+
+bool ConnectionFailure(const Analysis& a, Diagnosis& d) {
+  const std::string* f =
+      FirstWith(a, {Outcome::kTimeoutTtfb, Outcome::kTimeoutBody, Outcome::kConnectionReset,
+                    Outcome::kEmptyReply, Outcome::kMalformedResponse});
+  if (f == nullptr) return false;
+  const ProbeResult& r = a.Current(*f);
+  d.summary = a.in->monitor + " accepts connections but " + Verb(r) + " (" +
+              std::string(ToString(r.outcome)) + ")";
+  if (IsTimeout(r.outcome) && r.phases.total) d.summary += " after " + Seconds(*r.phases.total);
+  d.summary += Where(a);
+  return true;
+}
+
+bool BadResponse(const Analysis& a, Diagnosis& d) {
+  const std::string* f =
+      FirstWith(a, {Outcome::kHttp4xx, Outcome::kUnexpectedStatus, Outcome::kAssertionFailed,
+                    Outcome::kRedirectLoop});
+  if (f == nullptr) return false;
+  const ProbeResult& r = a.Current(*f);
+  d.summary = a.in->monitor + " " + Verb(r) + " (" + std::string(ToString(r.outcome)) + ")" +
+              Where(a) + ": it answers, but not what the monitor expects";
+  if (!r.detail.empty()) d.summary += ": " + r.detail;
+  return true;
+}
+
 using Row = bool (*)(const Analysis&, Diagnosis&);
 constexpr std::pair<Verdict, Row> kRows[] = {
     {Verdict::kProxyRegion, ProxyRegion},
@@ -643,6 +806,12 @@ constexpr std::pair<Verdict, Row> kRows[] = {
     {Verdict::kPartialUpstreamFailure, PartialUpstreamFailure},
     {Verdict::kCdnOrigin, CdnOrigin},
     {Verdict::kGatewayFault, GatewayFault},
+    {Verdict::kApplicationError, ApplicationError},
+    {Verdict::kBehindGateway, BehindGateway},
+    {Verdict::kNotListening, NotListening},
+    {Verdict::kNetworkPath, NetworkPath},
+    {Verdict::kConnectionFailure, ConnectionFailure},
+    {Verdict::kBadResponse, BadResponse},
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -757,7 +926,8 @@ UpstreamEvidence UpstreamFacts(const Upstream& u) {
 
 void FillNotes(const Analysis& a, Evidence& ev) {
   if (a.upstreams.empty() && !a.failing.empty()) {
-    ev.notes.push_back("no upstreams linked: the gateway cannot be told from its upstreams");
+    ev.notes.push_back("no upstreams linked: the failure is judged from " + a.in->monitor +
+                       "'s own results; link the monitors behind it to compare");
   }
   for (const Upstream& u : a.upstreams) {
     if (u.state == UpstreamState::kNoData) {
@@ -793,12 +963,13 @@ std::string MostCommon(const std::vector<NameCount>& counts) {
   return it == counts.end() ? std::string() : it->name;
 }
 
-std::string Unknown(const Analysis& a, const Evidence& ev) {
+std::string Unknown(const Analysis& a) {
   const ProbeResult& r = a.Current(a.failing.front());
-  std::string s = a.in->monitor + " fails in " + Regions(a) + Since(a) + " (" + Describe(r) +
-                  "); no verdict row matched";
-  if (!ev.notes.empty()) s += ": " + ev.notes.front();
-  return s;
+  if (r.http_status > 0) {
+    return a.in->monitor + " answers " + Status(r.http_status) + Where(a) +
+           ", and nothing in the response (page, headers) tells which layer sent it";
+  }
+  return a.in->monitor + " fails (" + std::string(ToString(r.outcome)) + ")" + Where(a);
 }
 
 std::string Healthy(const Analysis& a) {
@@ -877,7 +1048,7 @@ Diagnosis Decide(const Analysis& a, Healed healed) {
   }
   if (!a.failing.empty()) {
     d.verdict = Verdict::kUnknown;
-    d.summary = Fit(Unknown(a, d.evidence));
+    d.summary = Fit(Unknown(a));
   } else if (d.evidence.failures == 0) {
     d.verdict = Verdict::kHealthy;
     d.summary = Fit(Healthy(a));
@@ -1038,6 +1209,7 @@ std::string EvidenceToJson(const Diagnosis& d) {
       {"upstreams",
        ListJson(ev.upstreams, [](const UpstreamEvidence& u) { return UpstreamJson(u); })},
       {"slowest_upstream", ev.slowest_upstream.empty() ? json(nullptr) : json(ev.slowest_upstream)},
+      {"gives_up_after_ms", MsJson(ev.gives_up_after)},
       {"resolved_sets", ListJson(ev.resolved_sets,
                                  [](const AddressSet& s) {
                                    return json{{"addresses", s.addresses},

@@ -48,14 +48,22 @@
 //                   through a proxy nothing is resolved locally).
 //  3 tls            any f is tls_error / tls_cert_invalid; evidence.tls holds its certificate.
 //  4 regional       F non-empty and at least one other region is healthy.
-//  5 upstream_down  any f is gateway-side, at least one upstream is linked and every linked
-//                   upstream is failing (one with no_data blocks this row).
-//  6 upstream_slow  any f answers 504 or carries reason upstream_timeout, and at least one
-//                   upstream is healthy (answers); evidence.slowest_upstream names the slowest.
+//  5 upstream_down  at least one upstream is linked, every linked upstream is failing (one with
+//                   no_data blocks this row), and either any f is gateway-side or a timeout
+//                   (timeout_ttfb, timeout_body: a gateway that keeps retrying a dead upstream
+//                   does not answer within the probe's timeout, as HAProxy's default retries
+//                   do), or F is empty: the gateway still answers (from a server not linked, a
+//                   cache, or by passing the upstream's reply through), which the summary says.
+//  6 upstream_slow  at least one upstream is healthy (answers) and any f either answers 504 or
+//                   carries reason upstream_timeout, or (timing) is a gateway's own 5xx that
+//                   arrived after T >= kMinGiveUp, where T is near-constant over that region's
+//                   gateway-class failures (max <= min x kGiveUpSpread), and a healthy upstream's
+//                   compared result took longer than T: the gateway gives up before the upstream
+//                   answers (Apache, Varnish and h2o say so with a 502 or 503, not a 504).
+//                   evidence.slowest_upstream names the slowest; evidence.gives_up_after is T.
 //  7 partial_upstream_failure  some but not all linked upstreams failing (no_data counts as
-//                   not failing). Also with F empty (decided: then any failing upstream counts,
-//                   even all of them: the gateway still serves, e.g. from a server not linked).
-//                   Evaluated before row 10, so a degraded pool wins over `transient` and over
+//                   not failing), with or without F.
+//                   Evaluated before row 16, so a degraded pool wins over `transient` and over
 //                   the re-run of a closed incident: the pool is still degraded now.
 //  8 cdn_origin     any f comes from a CDN emitter that blames the origin. Decided: CDN emitters
 //                   are cloudflare, cloudflare_origin, cloudfront, fastly and akamai (aws_alb and
@@ -66,16 +74,28 @@
 //                   invalid_upstream_response, no_healthy_upstream, origin_tls,
 //                   origin_unreachable.
 //  9 gateway_fault  any f is IsGatewayError and every linked upstream (at least one) is healthy.
-//                   Without upstreams, or with one lacking results, it falls to unknown and
-//                   evidence.notes says why.
-// 10 transient      F empty (healthy in every region), failures in the window, !alert_fired.
+// The rows below need no linked upstream: the failure itself says where it happened.
+// 10 application_error  any f is a 5xx the application generated itself (emitter application),
+//                   possibly relayed by a gateway.
+// 11 behind_gateway any f is gateway-class (a gateway's own 5xx page, or a 502/504 no known page
+//                   names): the gateway reports its upstream failing, but no linked upstream
+//                   confirms which (none linked, or without results).
+// 12 not_listening  any f is connect_refused: nothing listens on the address and port.
+// 13 network_path   any f is connect_timeout or network_unreachable: packets dropped on the way
+//                   (firewall, host down) or no route.
+// 14 connection_failure  any f connected and then failed without an HTTP answer: timeout_ttfb,
+//                   timeout_body, connection_reset, empty_reply, malformed_response.
+// 15 bad_response   any f answered, but not as the monitor expects: http_4xx, unexpected_status,
+//                   assertion_failed, redirect_loop.
+// 16 transient      F empty (healthy in every region), failures in the window, !alert_fired.
 //                   With alert_fired the rows are re-run "as of the last failure": each region
 //                   that failed keeps its monitor results up to its last failure (upstream
 //                   results are aligned to those failures as above, so the confirmation probed
 //                   right after a failure counts and later recoveries do not). The verdict and
 //                   evidence are those of the re-run, with as_of / recovered_at set (recovered_at
 //                   = when the last region to recover did).
-// 11 unknown        F non-empty and nothing above matched; also: no confirmed monitor result
+// 17 unknown        F non-empty and nothing above matched (a 500/503 no page or header
+//                   attributes: nothing tells which layer sent it); also: no confirmed monitor result
 //                   in the window (decided: "healthy" would be a claim without evidence).
 //  - healthy        no failing region, no failure in the window, no failing upstream.
 //
@@ -103,8 +123,10 @@
 
 namespace gatewatch::probes {
 
-// Stable names (SPEC section 6): healthy, proxy_region, dns, tls, regional, upstream_down,
-// upstream_slow, partial_upstream_failure, cdn_origin, gateway_fault, transient, unknown.
+// Stable names (docs: the verdict table): healthy, proxy_region, dns, tls, regional,
+// upstream_down, upstream_slow, partial_upstream_failure, cdn_origin, gateway_fault,
+// application_error, behind_gateway, not_listening, network_path, connection_failure,
+// bad_response, transient, unknown.
 enum class Verdict : uint8_t {
   kHealthy,
   kProxyRegion,
@@ -116,6 +138,12 @@ enum class Verdict : uint8_t {
   kPartialUpstreamFailure,
   kCdnOrigin,
   kGatewayFault,
+  kApplicationError,
+  kBehindGateway,
+  kNotListening,
+  kNetworkPath,
+  kConnectionFailure,
+  kBadResponse,
   kTransient,
   kUnknown,
 };
@@ -128,6 +156,11 @@ inline constexpr size_t kSummaryMaxBytes = 200;               // summaries are a
 inline constexpr std::chrono::seconds kConfirmationSlack{5};  // see "compared results" above
 inline constexpr size_t kMaxAddressSets = 8;     // distinct resolved sets kept in evidence
 inline constexpr size_t kSampleBodyBytes = 256;  // of the latest failure's body snippet
+// Row 6's timing rule: a gateway "gives up after T" when its failures took at least
+// kMinGiveUp (an instant 502 is no timeout) and the slowest took at most kGiveUpSpread times
+// the fastest (a timer, not a varying failure).
+inline constexpr std::chrono::milliseconds kMinGiveUp{500};
+inline constexpr double kGiveUpSpread = 1.25;
 
 struct DiagnosisInput {
   std::string monitor;
@@ -212,6 +245,7 @@ struct Evidence {
   std::string sample_body;                                          // its first bytes
   std::vector<UpstreamEvidence> upstreams;                          // by name
   std::string slowest_upstream;                                     // upstream_slow only
+  std::optional<std::chrono::microseconds> gives_up_after;  // upstream_slow by timing: T
   std::vector<AddressSet> resolved_sets;  // distinct sets the monitor's name resolved to
   std::optional<DnsChange> dns_change;    // dns only
   std::optional<TlsFacts> tls;            // tls only: the failing result's certificate
@@ -235,7 +269,7 @@ Diagnosis Diagnose(const DiagnosisInput& input);
 // "outcomes"/"emitters"/"reasons": {name: n}, "latest_failure": Facts|null, "sample_headers":
 // {name: value} (first of each name), "sample_body", "upstreams": [{"name", "state", "regions",
 // "results", "failures", "latest": Facts|null, "failing_since", "max_processing_ms",
-// "max_total_ms"}], "slowest_upstream"|null, "resolved_sets": [{"addresses", "results",
+// "max_total_ms"}], "slowest_upstream"|null, "gives_up_after_ms"|null, "resolved_sets": [{"addresses", "results",
 // "regions"}], "dns_change"|null, "tls"|null, "as_of", "recovered_at", "notes": [...]}.
 // Facts = {"region", "started_at", "outcome", "http_status", "emitter", "reason",
 // "processing_ms", "total_ms", "detail"}. Times are RFC 3339 with ms (FormatTime) or null;

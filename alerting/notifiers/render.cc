@@ -93,8 +93,12 @@ std::vector<Fact> Facts(const Message& m) {
   f.push_back({"Severity", m.severity.empty() ? "none" : m.severity});
   if (!m.verdict.empty()) f.push_back({"Verdict", m.verdict});
   f.push_back({"Since", Since(m)});
-  f.push_back({m.value.empty() ? "Ratio" : "Value", m.value.empty() ? Percent(m.ratio) : m.value});
-  f.push_back({"Samples", std::to_string(m.samples)});
+  // A resolved "down" alert measured nothing: no ratio, value or samples to show.
+  const bool measured = m.kind != Message::Kind::kResolved || m.samples > 0 || !m.value.empty();
+  if (measured) {
+    f.push_back({m.value.empty() ? "Ratio" : "Value", m.value.empty() ? Percent(m.ratio) : m.value});
+    f.push_back({"Samples", std::to_string(m.samples)});
+  }
   f.push_back({"Regions above", Regions(m)});
   f.push_back({"Emitters", Emitters(m)});
   return f;

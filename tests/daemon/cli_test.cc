@@ -96,12 +96,13 @@ TEST_CASE("CLI: check usage errors exit 2, a failing probe exits 1") {
   }
 
   // Port 1 on loopback: nothing listens, so the probe fails and check exits 1 with a verdict
-  // (unknown: without upstreams nothing tells the gateway from them).
+  // from the failure itself.
   auto refused = Cli({"check", "http://127.0.0.1:1/", "--timeout=2s"});
   CHECK(refused.code == kExitFailed);
   CHECK(refused.out.find("outcome   connect_refused") != std::string::npos);
-  CHECK(refused.out.find("\nverdict   unknown\n") != std::string::npos);
-  CHECK(refused.out.find("\nsummary   127.0.0.1:1 fails in 1/1 regions") != std::string::npos);
+  CHECK(refused.out.find("\nverdict   not_listening\n") != std::string::npos);
+  CHECK(refused.out.find("\nsummary   127.0.0.1:1 refuses connections (connect_refused) in 1/1 "
+                         "regions") != std::string::npos);
 }
 
 TEST_CASE("CLI: check names targets by their URL without the scheme") {

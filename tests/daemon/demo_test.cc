@@ -44,12 +44,14 @@ TEST_CASE("Demo: shows upstream and gateway failures with emitters, then exits c
   }
   REQUIRE(all);
   // The alerts reach the console notifier (stdout) with their verdicts: the first upstream
-  // down is the pool's early warning, and it resolves when the upstream is back.
+  // down leads with its own diagnosis and names the degraded pool it causes in front, and it
+  // resolves when the upstream is back.
   const auto printed = [&](const std::string& needle) {
     return testing::WaitFor([&] { return ReadFile(logs.File("out.log")).find(needle) != std::string::npos; }, 60s);
   };
   CHECK(printed("[FIRING] api-down on api-1"));
-  CHECK(printed("Verdict: partial_upstream_failure"));
+  CHECK(printed("Verdict: not_listening"));
+  CHECK(printed("(partial_upstream_failure): 1/2 upstreams failing"));
   CHECK(printed("[RESOLVED] api-down on api-1"));
   std::smatch m;
   REQUIRE(std::regex_search(text, m, std::regex("msg=\"demo started\".* dir=(\\S+)")));

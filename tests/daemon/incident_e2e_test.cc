@@ -171,7 +171,7 @@ TEST_CASE("Incident e2e: one of two upstreams down behind nginx's pool -> partia
   Daemon gw(dir, Header(dir.File("gw.db")) + Monitor("shop", nginx.Url("/healthz"), "\"shop-api-1\", \"shop-api-2\"") +
                      Monitor("shop-api-1", api1.Url("/healthz")) + Monitor("shop-api-2", api2.Url("/healthz")) +
                      "[[alerts]]\nname = \"api-down\"\nmonitors = [\"shop-api-*\"]\nkind = \"down\"\nafter = 2\n"
-                     "for = \"0s\"\nseverity = \"warning\"\nnotify = [\"chat\"]\n\n" +
+                     "for = \"0s\"\nresolve_for = \"2s\"\nseverity = \"warning\"\nnotify = [\"chat\"]\n\n" +
                      Slack(hook));
   REQUIRE(WaitFor([&] { return api1.RequestCount() >= 4 && api2.RequestCount() >= 4; }, 30s));
   api1.Kill();
@@ -181,15 +181,41 @@ TEST_CASE("Incident e2e: one of two upstreams down behind nginx's pool -> partia
   }, 40s), gw.Log());
   REQUIRE_MESSAGE(WaitFor([&] { return !FiringText(hook).empty(); }, 30s), gw.Log());
   const std::string firing = FiringText(hook);
-  MESSAGE("partial_upstream_failure chat message (Slack):\n" << firing);
-  CHECK(firing.find("partial_upstream_failure") != std::string::npos);
-  CHECK(firing.find("shop-api-1") != std::string::npos);
+  MESSAGE("upstream alert chat message (Slack):\n" << firing);
+  // The upstream's alert leads with its own diagnosis, then says what it causes in front.
+  CHECK(firing.find("FIRING: api-down on shop-api-1") != std::string::npos);
+  CHECK(firing.find("not_listening") != std::string::npos);
+  CHECK(firing.find("shop-api-1 refuses connections (connect_refused)") != std::string::npos);
+  CHECK(firing.find("causes an incident on gateway shop (partial_upstream_failure): 1/2 upstreams failing") !=
+        std::string::npos);
+  CHECK(firing.find("gateway shop-api-1") == std::string::npos);  // a leaf is no gateway
   // The gateway itself still answers 200: its state is ok.
   const json shop = json::parse(gw.Get("/api/v1/monitors/shop"));
   CHECK(shop["state"] == "ok");
   CHECK(gw.Get("/metrics").find("gatewatch_incident_open{monitor=\"shop\",verdict=\"partial_upstream_failure\"} 1") !=
         std::string::npos);
   CHECK(gw.Get("/").find("data-verdict=\"partial_upstream_failure\"") != std::string::npos);  // status page
+
+  // Recovery: the resolved message says what recovered and after how long, and names the root
+  // cause; no measure of a "down" alert is left to show.
+  api1.Restart();
+  std::string resolved;
+  REQUIRE_MESSAGE(WaitFor([&] {
+    for (const auto& r : hook.Delivered()) {
+      const std::string text = SlackText(r.body);
+      if (text.find("RESOLVED") != std::string::npos) resolved = text;
+    }
+    return !resolved.empty();
+  }, 40s), gw.Log());
+  MESSAGE("upstream resolved chat message (Slack):\n" << resolved);
+  CHECK(resolved.find("RESOLVED: api-down on shop-api-1") != std::string::npos);
+  CHECK(resolved.find("shop-api-1 recovered after ") != std::string::npos);
+  CHECK(resolved.find("probes succeed again") != std::string::npos);
+  CHECK(resolved.find("root cause: shop-api-1 refuses connections (connect_refused)") != std::string::npos);
+  CHECK(resolved.find("not_listening") != std::string::npos);
+  CHECK(resolved.find("unknown") == std::string::npos);
+  CHECK(resolved.find("consecutive failed probes") == std::string::npos);
+  CHECK(resolved.find("Samples") == std::string::npos);
 }
 
 TEST_CASE("Incident e2e: a blip is transient, the verdict changes within the incident, and it closes on recovery") {

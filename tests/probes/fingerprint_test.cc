@@ -1,18 +1,22 @@
 // Responder fingerprint against raw responses in tests/fixtures/responses/: real captures from
-// nginx 1.22 / HAProxy 2.6 (capture.py) and pages written from ../shared/fingerprints.md
-// (write_doc_fixtures.py). The expectations below are written by hand from the vendors'
-// documentation, independently of the rule table in probes/fingerprint.cc.
+// nine Debian 12 gateways in every situation of tests/gateways/ (capture.py, one folder per
+// gateway, expectations in tests/support/gateway_expectations.cc written from the captures and
+// the gateways' logs), a few more real nginx/HAProxy variants, and pages written from the
+// vendors' documentation (write_doc_fixtures.py, expectations below). No expectation is
+// derived from the rule table in probes/fingerprint.cc.
 
 #include "probes/fingerprint.h"
 
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "tests/support/gateway_expectations.h"
 #include "tests/support/raw_http.h"
 
 namespace gatewatch::probes {
@@ -31,26 +35,15 @@ struct Expect {
 
 constexpr Expect kExpected[] = {
     // nginx 1.22.1, captured.
-    {"nginx", "nginx_502_dead_upstream.http", 502, E::kNginx, R::kUnknown},
-    {"nginx", "nginx_502_misrouted_port.http", 502, E::kNginx, R::kUnknown},
-    {"nginx", "nginx_502_upstream_closed.http", 502, E::kNginx, R::kUnknown},
     {"nginx", "nginx_502_server_tokens_off.http", 502, E::kNginx, R::kUnknown},
     {"nginx", "nginx_502_chrome_padding.http", 502, E::kNginx, R::kUnknown},
     {"nginx", "nginx_503_return.http", 503, E::kNginx, R::kUnknown},
-    {"nginx", "nginx_504_slow_upstream.http", 504, E::kNginx, R::kUpstreamTimeout},
-    {"nginx", "nginx_relays_app_500_json.http", 500, E::kApplication, R::kUnknown},
-    {"nginx", "nginx_200_ok.http", 200, E::kNone, R::kUnknown},
     {"openresty", "openresty_502.http", 502, E::kOpenResty, R::kUnknown},
     {"openresty", "openresty_504_apisix.http", 504, E::kOpenResty, R::kUpstreamTimeout},
     // HAProxy 2.6.12, captured.
-    {"haproxy", "haproxy_503_server_down.http", 503, E::kHaproxy, R::kNoHealthyUpstream},
-    {"haproxy", "haproxy_503_misrouted_port.http", 503, E::kHaproxy, R::kNoHealthyUpstream},
-    {"haproxy", "haproxy_502_upstream_closed.http", 502, E::kHaproxy, R::kInvalidUpstreamResponse},
-    {"haproxy", "haproxy_504_slow_upstream.http", 504, E::kHaproxy, R::kUpstreamTimeout},
-    {"haproxy", "haproxy_502_head.http", 502, E::kHaproxy, R::kInvalidUpstreamResponse},
+    {"haproxy", "haproxy_502_head.http", 502, E::kHaproxy, R::kUnknown},
     {"haproxy", "haproxy_503_head.http", 503, E::kHaproxy, R::kNoHealthyUpstream},
     {"haproxy", "haproxy_504_head.http", 504, E::kHaproxy, R::kUpstreamTimeout},
-    {"haproxy", "haproxy_relays_app_503_retry_after.http", 503, E::kApplication, R::kUnknown},
     // Cloudflare.
     {"cloudflare", "cloudflare_edge_502.http", 502, E::kCloudflare, R::kUnknown},
     {"cloudflare", "cloudflare_origin_502_branded.http", 502, E::kCloudflareOrigin, R::kUnknown},
@@ -116,7 +109,7 @@ constexpr Expect kExpected[] = {
     {"caddy", "caddy_503.http", 503, E::kCaddy, R::kNoHealthyUpstream},
     {"caddy", "caddy_504.http", 504, E::kCaddy, R::kUpstreamTimeout},
     // Apache httpd mod_proxy.
-    {"apache", "apache_502_proxy_read_error.http", 502, E::kApache, R::kUpstreamReset},
+    {"apache", "apache_502_proxy_read_error.http", 502, E::kApache, R::kUnknown},
     {"apache", "apache_502_proxy_headers.http", 502, E::kApache, R::kInvalidUpstreamResponse},
     {"apache", "apache_503.http", 503, E::kApache, R::kUnknown},
     {"apache", "apache_504.http", 504, E::kApache, R::kUpstreamTimeout},
@@ -127,6 +120,12 @@ constexpr Expect kExpected[] = {
     {"kong", "kong_503_dns.http", 503, E::kKong, R::kOriginUnreachable},
     {"kong", "kong_500_unexpected.http", 500, E::kKong, R::kUnknown},
     {"kong", "kong_relays_app_500.http", 500, E::kApplication, R::kUnknown},
+    // Traffic Server 9.2, captured (capture.py extras): a parent pool of one origin, on its
+    // first failure and once marked down.
+    {"trafficserver", "trafficserver/parent_first_failure.http", 502, E::kTrafficServer,
+     R::kUnknown},
+    {"trafficserver", "trafficserver/parent_marked_down.http", 502, E::kTrafficServer,
+     R::kUnknown},
     // Applications and layers without a tell.
     {"application", "app_500_json.http", 500, E::kApplication, R::kUnknown},
     {"application", "app_503_retry_after.http", 503, E::kApplication, R::kUnknown},
@@ -183,18 +182,79 @@ TEST_CASE("Fingerprint: Traefik") { CheckGroup("traefik"); }
 TEST_CASE("Fingerprint: Caddy empty bodies") { CheckGroup("caddy"); }
 TEST_CASE("Fingerprint: Apache httpd mod_proxy") { CheckGroup("apache"); }
 TEST_CASE("Fingerprint: Kong") { CheckGroup("kong"); }
+TEST_CASE("Fingerprint: Traffic Server parent pool") { CheckGroup("trafficserver"); }
 TEST_CASE("Fingerprint: application errors and responses without tells") {
   CheckGroup("application");
 }
 
-TEST_CASE("Fingerprint: nginx 502 from a dead upstream") {
-  auto response = testing::ParseRawResponseFile(FixturePath("nginx_502_dead_upstream.http"));
-  REQUIRE(response.has_value());
-  const Fingerprint fp = ClassifyResponder(response->Sample());
-  CHECK(fp.emitter == Emitter::kNginx);
-  // nginx's page is byte-identical for refused, reset and invalid replies: no reason claimed.
-  CHECK(fp.reason == Reason::kUnknown);
-  CHECK(IsGatewayError(response->status, fp.emitter));
+namespace {
+
+// A real capture of one gateway in one situation, classified; nullopt for a reply that is
+// not HTTP/1.x at all (nginx relays an SSH banner as an HTTP/0.9 body).
+struct Captured {
+  std::optional<testing::RawResponse> response;
+  Fingerprint fp{};
+};
+
+Captured ClassifyCapture(const testing::GatewayCase& c) {
+  const std::string file = std::string(c.gateway) + "/" + std::string(c.situation) + ".http";
+  Captured out;
+  auto response = testing::ParseRawResponseFile(FixturePath(file));
+  if (!response) {
+    INFO(file, ": ", response.error());
+    REQUIRE(c.status == 0);  // only a capture expected to be no HTTP may fail to parse
+    out.fp = Fingerprint{Emitter::kNone, Reason::kUnknown, "not_5xx"};
+    return out;
+  }
+  out.fp = ClassifyResponder(response->Sample());
+  out.response = std::move(*response);
+  return out;
+}
+
+void CheckCaptures(std::string_view gateway) {
+  int rows = 0;
+  for (const testing::GatewayCase& c : testing::GatewayCases()) {
+    if (c.gateway != gateway) continue;
+    ++rows;
+    SUBCASE(std::string(c.situation).c_str()) {
+      const Captured got = ClassifyCapture(c);
+      INFO(std::string(gateway), "/", std::string(c.situation), " matched rule ",
+           std::string(got.fp.rule));
+      CHECK((got.response ? got.response->status : 0) == c.status);
+      CHECK(ToString(got.fp.emitter) == c.emitter);
+      CHECK(ToString(got.fp.reason) == c.reason);
+    }
+  }
+  REQUIRE(rows >= 7);  // every situation but pool_down exists on every gateway
+}
+
+}  // namespace
+
+TEST_CASE("Fingerprint: real nginx 1.22 captures") { CheckCaptures("nginx"); }
+TEST_CASE("Fingerprint: real HAProxy 2.6 captures") { CheckCaptures("haproxy"); }
+TEST_CASE("Fingerprint: real Apache 2.4 captures") { CheckCaptures("apache2"); }
+TEST_CASE("Fingerprint: real lighttpd 1.4 captures") { CheckCaptures("lighttpd"); }
+TEST_CASE("Fingerprint: real Caddy 2.6 captures") { CheckCaptures("caddy"); }
+TEST_CASE("Fingerprint: real Varnish 7.1 captures") { CheckCaptures("varnish"); }
+TEST_CASE("Fingerprint: real h2o 2.2 captures") { CheckCaptures("h2o"); }
+TEST_CASE("Fingerprint: real Squid 5.7 captures") { CheckCaptures("squid"); }
+TEST_CASE("Fingerprint: real Traffic Server 9.2 captures") { CheckCaptures("trafficserver"); }
+
+TEST_CASE("Fingerprint: an application's 5xx relayed by any gateway is the application's") {
+  // The negative control of every capture set: the app's own 503 + Retry-After, relayed.
+  int relayed = 0;
+  for (const testing::GatewayCase& c : testing::GatewayCases()) {
+    if (c.situation != "app503") continue;
+    ++relayed;
+    CAPTURE(c.gateway);
+    const Captured got = ClassifyCapture(c);
+    REQUIRE(got.response.has_value());
+    CHECK(got.response->status == 503);
+    CHECK(got.response->Header("retry-after") == std::optional<std::string>("120"));
+    CHECK(got.fp.emitter == Emitter::kApplication);
+    CHECK(got.fp.reason == Reason::kUnknown);
+  }
+  CHECK(relayed == 9);
 }
 
 TEST_CASE("Fingerprint: every rule is exercised by a fixture, every fixture has a row") {
@@ -202,6 +262,9 @@ TEST_CASE("Fingerprint: every rule is exercised by a fixture, every fixture has 
   for (const Expect& row : kExpected) {
     testing::RawResponse response;
     hit.insert(std::string(ClassifyFixture(row, &response).rule));
+  }
+  for (const testing::GatewayCase& c : testing::GatewayCases()) {
+    hit.insert(std::string(ClassifyCapture(c).fp.rule));
   }
   for (std::string_view rule : FingerprintRuleNames()) {
     INFO("rule ", std::string(rule));
@@ -212,15 +275,19 @@ TEST_CASE("Fingerprint: every rule is exercised by a fixture, every fixture has 
   std::set<std::string> listed;
   for (const Expect& row : kExpected) listed.insert(row.file);
   CHECK(listed.size() == std::size(kExpected));  // no duplicate rows
+  for (const testing::GatewayCase& c : testing::GatewayCases()) {
+    CHECK(listed.insert(std::string(c.gateway) + "/" + std::string(c.situation) + ".http").second);
+  }
   const std::filesystem::path dir = FixturePath("");
-  int files = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+  size_t files = 0;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) {
     if (entry.path().extension() != ".http") continue;
     ++files;
-    INFO("fixture without an expectation: ", entry.path().filename().string());
-    CHECK(listed.count(entry.path().filename().string()) == 1);
+    const std::string name = std::filesystem::relative(entry.path(), dir).generic_string();
+    INFO("fixture without an expectation: ", name);
+    CHECK(listed.count(name) == 1);
   }
-  CHECK(files == static_cast<int>(std::size(kExpected)));
+  CHECK(files == listed.size());
 }
 
 TEST_CASE("Fingerprint: rule names are unique") {
@@ -296,7 +363,7 @@ TEST_CASE("Fingerprint: every Emitter and Reason name round-trips") {
       "none",    "application", "nginx",     "openresty", "apache",     "haproxy",
       "envoy",   "traefik",     "caddy",     "varnish",   "cloudflare", "cloudflare_origin",
       "aws_alb", "cloudfront",  "google_lb", "fastly",    "akamai",     "kong",
-      "unknown"};
+      "squid",   "lighttpd",    "h2o",       "trafficserver", "unknown"};
   const std::vector<std::string_view> reasons = {"unknown",
                                                  "upstream_connect_failed",
                                                  "upstream_timeout",

@@ -238,12 +238,13 @@ std::vector<Case> Cases() {
                      CHECK(j["upstreams"][0]["latest"]["outcome"] == "malformed_response");
                    }});
   cases.push_back(
-      {"unknown, not upstream_down: malformed_response at the gateway, the upstream is healthy",
+      {"connection_failure, not upstream_down: malformed_response at the gateway, the upstream is "
+       "healthy",
        In({Fail("eu", 60, Outcome::kMalformedResponse)},
           {{"shop-api-1", {UpOk("shop-api-1", "eu", 61)}}}),
-       Verdict::kUnknown,
-       {"shop fails in 1/1 regions since 2026-09-21T14:14:20Z (malformed_response); no verdict row "
-        "matched"},
+       Verdict::kConnectionFailure,
+       {"shop accepts connections but answers with invalid HTTP (malformed_response) in 1/1 "
+        "regions since 2026-09-21T14:14:20Z"},
        [](const json& j) { CHECK(j["upstreams"][0]["state"] == "healthy"); }});
   cases.push_back(
       {"upstream_slow: nginx 504 while the upstreams answer, the slowest named",
@@ -302,12 +303,15 @@ std::vector<Case> Cases() {
        {"1/2 upstreams failing", "gateway still healthy in 1/1 regions"},
        [](const json& j) { CHECK(j["failures"] == 1); }});
   cases.push_back(
-      {"partial_upstream_failure: the gateway still serves although every linked upstream fails",
+      {"upstream_down, not partial: the gateway still serves although every linked upstream fails",
        In({Ok("eu", 60)}, {{"shop-api-1", {Up("shop-api-1", "eu", 50, refused)}}}),
-       Verdict::kPartialUpstreamFailure,
-       {"1/1 upstreams failing: upstream shop-api-1 refuses connections",
-        "gateway still healthy in 1/1 regions"},
-       [](const json& j) { CHECK(j["upstreams"][0]["state"] == "failing"); }});
+       Verdict::kUpstreamDown,
+       {"upstream shop-api-1 refuses connections (connect_refused) since 2026-09-21T14:14:10Z; the "
+        "gateway still answers in 1/1 regions"},
+       [](const json& j) {
+         CHECK(j["upstreams"][0]["state"] == "failing");
+         CHECK(j["failing_regions"].empty());
+       }});
   cases.push_back(
       {"cdn_origin: Cloudflare 522 and no upstreams linked",
        In({Fail("eu", 60, Outcome::kHttp5xx, 522, Emitter::kCloudflare, Reason::kUpstreamTimeout)}),
@@ -327,8 +331,10 @@ std::vector<Case> Cases() {
                    }});
   cases.push_back({"unknown, not cdn_origin: a Fastly 503 without an origin reason",
                    In({Fail("eu", 60, Outcome::kHttp503, 503, Emitter::kFastly)}),
-                   Verdict::kUnknown,
-                   {"(http_503 from fastly); no verdict row matched: no upstreams linked"},
+                   Verdict::kBehindGateway,
+                   {"gateway fastly answers 503 (its page does not say why) in 1/1 regions since "
+                    "2026-09-21T14:14:20Z: its upstream fails; link the upstream monitors to name "
+                    "which"},
                    [](const json& j) {
                      CHECK(j["emitters"] == json{{"fastly", 1}});
                    }});
@@ -345,32 +351,103 @@ std::vector<Case> Cases() {
          CHECK(j["notes"].empty());
        }});
   cases.push_back(
-      {"unknown instead of gateway_fault without upstreams",
+      {"behind_gateway instead of gateway_fault without upstreams",
        In({Ok("eu", 0), Nginx502("eu", 60)}),
-       Verdict::kUnknown,
-       {"shop fails in 1/1 regions since 2026-09-21T14:14:20Z (http_502 from nginx); no verdict "
-        "row matched: no upstreams linked"},
+       Verdict::kBehindGateway,
+       {"gateway nginx answers 502 (its page does not say why) in 1/1 regions since "
+        "2026-09-21T14:14:20Z: its upstream fails; link the upstream monitors to name which"},
        [](const json& j) {
          CHECK(j["upstreams"].empty());
-         CHECK(j["notes"] ==
-               json{"no upstreams linked: the gateway cannot be told from its upstreams"});
+         CHECK(j["notes"] == json{"no upstreams linked: the failure is judged from shop's own "
+                                  "results; link the monitors behind it to compare"});
        }});
-  cases.push_back({"unknown instead of gateway_fault when the upstream has no results",
+  cases.push_back(
+      {"behind_gateway with the reason the page gives",
+       In({Fail("eu", 60, Outcome::kHttp502, 502, Emitter::kH2o, Reason::kUpstreamConnectFailed)}),
+       Verdict::kBehindGateway,
+       {"gateway h2o answers 502 (upstream_connect_failed) in 1/1 regions"},
+       [](const json& j) { CHECK(j["reasons"] == json{{"upstream_connect_failed", 1}}); }});
+  cases.push_back(
+      {"behind_gateway: a 504 whose page names no layer is still a gateway's",
+       In({Fail("eu", 60, Outcome::kHttp504, 504, Emitter::kUnknown)}),
+       Verdict::kBehindGateway,
+       {"shop answers 504 from a layer whose page names neither itself nor the cause"},
+       [](const json& j) { CHECK(j["emitters"] == json{{"unknown", 1}}); }});
+  cases.push_back({"behind_gateway instead of gateway_fault when the upstream has no results",
                    In({Nginx502("eu", 60)}, {{"shop-api-1", {}}}),
-                   Verdict::kUnknown,
-                   {"upstream shop-api-1 has no confirmed results in the window"},
+                   Verdict::kBehindGateway,
+                   {"its upstream fails; the linked upstreams have no results to tell which"},
                    [](const json& j) {
                      CHECK(j["upstreams"][0]["state"] == "no_data");
                      CHECK(j["upstreams"][0]["latest"].is_null());
+                     CHECK(j["notes"] ==
+                           json{"upstream shop-api-1 has no confirmed results in the window"});
                    }});
-  cases.push_back({"unknown: the gateway does not answer in time and nothing else tells",
+  cases.push_back({"connection_failure: the gateway does not answer in time, its upstream does",
                    In({Fail("eu", 60, Outcome::kTimeoutTtfb)},
                       {{"shop-api-1", {UpOk("shop-api-1", "eu", 61)}}}),
-                   Verdict::kUnknown,
-                   {"(timeout_ttfb); no verdict row matched"},
+                   Verdict::kConnectionFailure,
+                   {"shop accepts connections but does not answer in time (timeout_ttfb) after 40 "
+                    "ms in 1/1 regions"},
                    [](const json& j) {
                      CHECK(j["outcomes"] == json{{"timeout_ttfb", 1}});
                    }});
+  cases.push_back(
+      {"upstream_down: the gateway does not answer in time while its only upstream refuses",
+       In({With(Fail("eu", 60, Outcome::kTimeoutTtfb),
+                [](ProbeResult& r) { r.phases.total = 1500ms; })},
+          {{"shop-api-1", {Up("shop-api-1", "eu", 61, refused)}}}),
+       Verdict::kUpstreamDown,
+       {"upstream shop-api-1 refuses connections (connect_refused) from 1/1 regions",
+        "the gateway does not answer in time (timeout_ttfb) while it waits on the dead upstream"},
+       [](const json& j) {
+         REQUIRE(j["notes"].size() == 1);
+         CHECK(j["notes"][0].get<std::string>().find("still waiting on (or retrying) the dead "
+                                                     "upstream") != std::string::npos);
+       }});
+  cases.push_back(
+      {"application_error: the application's own 503, relayed, with its Retry-After",
+       In({With(Fail("eu", 60, Outcome::kHttp503, 503, Emitter::kApplication),
+                [](ProbeResult& r) { r.headers = {{"retry-after", "120"}}; })}),
+       Verdict::kApplicationError,
+       {"shop's application answers 503 itself (its own response, not a gateway's error page) in "
+        "1/1 regions since 2026-09-21T14:14:20Z; Retry-After: 120"},
+       [](const json& j) { CHECK(j["emitters"] == json{{"application", 1}}); }});
+  cases.push_back(
+      {"not_listening: the target refuses connections",
+       In({Ok("eu", 0), Fail("eu", 60, refused)}),
+       Verdict::kNotListening,
+       {"shop refuses connections (connect_refused) in 1/1 regions since 2026-09-21T14:14:20Z: "
+        "nothing listens on that address and port"},
+       [](const json& j) { CHECK(j["outcomes"] == json{{"connect_refused", 1}}); }});
+  cases.push_back({"network_path: connect timeout (packets dropped)",
+                   In({Fail("eu", 60, Outcome::kConnectTimeout)}),
+                   Verdict::kNetworkPath,
+                   {"shop does not accept connections in time (connect_timeout) in 1/1 regions",
+                    "packets are dropped on the way (firewall, security group) or the host is "
+                    "down"},
+                   [](const json&) {}});
+  cases.push_back({"network_path: no route",
+                   In({Fail("eu", 60, Outcome::kNetworkUnreachable)}),
+                   Verdict::kNetworkPath,
+                   {"shop is unreachable (network_unreachable) in 1/1 regions",
+                    "no route to the host from here"},
+                   [](const json&) {}});
+  cases.push_back(
+      {"bad_response: an answer the monitor does not expect, with the detail",
+       In({With(Fail("eu", 60, Outcome::kHttp4xx, 404),
+                [](ProbeResult& r) { r.detail = "status 404 not in expect_status [200]"; })}),
+       Verdict::kBadResponse,
+       {"shop answers 404 (http_4xx) in 1/1 regions since 2026-09-21T14:14:20Z: it answers, but "
+        "not what the monitor expects: status 404 not in expect_status [200]"},
+       [](const json&) {}});
+  cases.push_back(
+      {"unknown: a 503 whose response names no layer",
+       In({Fail("eu", 60, Outcome::kHttp503, 503, Emitter::kUnknown)}),
+       Verdict::kUnknown,
+       {"shop answers 503 in 1/1 regions since 2026-09-21T14:14:20Z, and nothing in the response "
+        "(page, headers) tells which layer sent it"},
+       [](const json& j) { CHECK(j["emitters"] == json{{"unknown", 1}}); }});
   cases.push_back(
       {"transient: a blip that healed before any alert fired",
        HealedIncident(false),
@@ -440,9 +517,56 @@ TEST_CASE("Verdict: the table, one case per row and the precedence between neigh
   CHECK(seen.size() == AllVerdicts().size());  // every verdict has a row case
 }
 
+// A gateway-class failure of `emitter` with `status` that took `total`.
+ProbeResult Took(int t, Emitter emitter, int status, std::chrono::milliseconds total) {
+  const Outcome o = status == 502 ? Outcome::kHttp502 : Outcome::kHttp503;
+  return With(Fail("eu", t, o, status, emitter), [&](ProbeResult& r) { r.phases.total = total; });
+}
+ProbeResult UpTook(int t, std::chrono::milliseconds total) {
+  return With(UpOk("shop-api-1", "eu", t), [&](ProbeResult& r) { r.phases.total = total; });
+}
+
+TEST_CASE("Verdict: a gateway that gives up after a constant time before its upstream answers") {
+  SUBCASE("Varnish 503 after ~2 s twice, the upstream answers in 4 s: upstream_slow") {
+    const Diagnosis d =
+        Diagnose(In({Took(60, Emitter::kVarnish, 503, 2010ms), Took(90, Emitter::kVarnish, 503, 2030ms)},
+                    {{"shop-api-1", {UpTook(91, 4000ms)}}}));
+    INFO(d.summary);
+    CHECK(d.verdict == Verdict::kUpstreamSlow);
+    CHECK(d.summary ==
+          "gateway varnish answers 503 in 1/1 regions since 2026-09-21T14:14:20Z: the gateway gives "
+          "up after ~2.0 s; upstream shop-api-1 answers in 4.0 s");
+    const json j = Parsed(d);
+    CHECK(j["gives_up_after_ms"] == 2030.0);
+    CHECK(j["slowest_upstream"] == "shop-api-1");
+  }
+  SUBCASE("Apache 502 at once: no timer, the upstream is healthy: gateway_fault") {
+    const Diagnosis d = Diagnose(
+        In({Took(60, Emitter::kApache, 502, 5ms)}, {{"shop-api-1", {UpTook(61, 4000ms)}}}));
+    CHECK(d.verdict == Verdict::kGatewayFault);
+    CHECK(Parsed(d)["gives_up_after_ms"].is_null());
+  }
+  SUBCASE("times that vary are no timer: gateway_fault") {
+    const Diagnosis d =
+        Diagnose(In({Took(60, Emitter::kApache, 502, 2000ms), Took(90, Emitter::kApache, 502, 3100ms)},
+                    {{"shop-api-1", {UpTook(91, 4000ms)}}}));
+    CHECK(d.verdict == Verdict::kGatewayFault);
+  }
+  SUBCASE("the upstream answers faster than the gateway gives up: gateway_fault") {
+    const Diagnosis d = Diagnose(
+        In({Took(60, Emitter::kVarnish, 503, 2000ms)}, {{"shop-api-1", {UpTook(61, 300ms)}}}));
+    CHECK(d.verdict == Verdict::kGatewayFault);
+  }
+  SUBCASE("the application's own 503 after 2 s is not a gateway giving up") {
+    const Diagnosis d = Diagnose(
+        In({Took(60, Emitter::kApplication, 503, 2000ms)}, {{"shop-api-1", {UpTook(61, 4000ms)}}}));
+    CHECK(d.verdict == Verdict::kApplicationError);
+  }
+}
+
 TEST_CASE("Verdict: names round-trip and match SPEC section 6") {
   for (const Verdict v : AllVerdicts()) CHECK(VerdictFromString(ToString(v)) == v);
-  CHECK(AllVerdicts().size() == 12);
+  CHECK(AllVerdicts().size() == 18);
   CHECK(ToString(Verdict::kPartialUpstreamFailure) == "partial_upstream_failure");
   CHECK(ToString(Verdict::kCdnOrigin) == "cdn_origin");
   CHECK_FALSE(VerdictFromString("upstream-down").has_value());
@@ -531,11 +655,11 @@ TEST_CASE("Verdict: summaries stay one short line and name at most two upstreams
 
   // A name longer than the limit is cut with "...", never inside a UTF-8 sequence: the "é"
   // spans the bytes 196-197 where the cut would fall.
-  DiagnosisInput in = In({Ok("eu", 0), Nginx502("eu", 60)});
+  DiagnosisInput in = In({Ok("eu", 0), Fail("eu", 60, Outcome::kConnectRefused)});
   in.monitor = std::string(196, 'x') + "\xc3\xa9" + std::string(100, 'y');
   for (auto& r : in.results) r.monitor = in.monitor;
   d = Diagnose(in);
-  CHECK(d.verdict == Verdict::kUnknown);
+  CHECK(d.verdict == Verdict::kNotListening);
   CHECK(d.summary == std::string(196, 'x') + "...");
   CHECK_NOTHROW(json::parse(EvidenceToJson(d)));
 }

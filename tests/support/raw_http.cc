@@ -90,6 +90,7 @@ std::optional<std::string> RawResponse::Header(std::string_view name) const {
 probes::ResponseSample RawResponse::Sample() const {
   probes::ResponseSample sample;
   sample.status = status;
+  sample.status_text = reason_phrase;
   sample.headers = headers;
   sample.body = std::string_view(body).substr(0, probes::kFingerprintBodyLimit);
   sample.content_length = content_length;
