@@ -320,7 +320,9 @@ HttpResponse RenderStatusPage(const ApiDeps& deps) {
            HtmlEscape(inc.verdict) + "\"><div class=\"top\"><h3>" + HtmlEscape(inc.monitor) +
            "</h3><span class=\"badge failing\">" + HtmlEscape(inc.verdict) + "</span><span class=\"muted\">since " +
            TimeCell(inc.opened_at, now) + (inc.alert_fired ? " &middot; alert fired" : "") +
-           " &middot; peak " + ShareText(inc.peak_ratio) + " failing</span></div><p>" + HtmlEscape(inc.summary) +
+           // A monitor that never failed (a gateway whose pool is degraded) has no peak to show.
+           (inc.peak_ratio > 0 ? " &middot; peak " + ShareText(inc.peak_ratio) + " failing" : std::string()) +
+           "</span></div><p>" + HtmlEscape(inc.summary) +
            "</p></section>";
   }
   out += "</section>";

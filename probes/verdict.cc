@@ -626,6 +626,7 @@ bool UpstreamSlow(const Analysis& a, Diagnosis& d) {
   std::optional<microseconds> gives_up;
   const std::string* f = FirstFailing(a, [&](const std::string& region) {
     const ProbeResult& cur = a.Current(region);
+    gives_up.reset();  // describes the region that matches, not one looked at before
     if (cur.http_status == 504 || cur.reason == Reason::kUpstreamTimeout) return true;
     gives_up = GivesUpAfter(a, region);
     return gives_up && slowest > *gives_up;

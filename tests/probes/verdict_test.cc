@@ -557,6 +557,18 @@ TEST_CASE("Verdict: a gateway that gives up after a constant time before its ups
         In({Took(60, Emitter::kVarnish, 503, 2000ms)}, {{"shop-api-1", {UpTook(61, 300ms)}}}));
     CHECK(d.verdict == Verdict::kGatewayFault);
   }
+  SUBCASE("a 504 in another region is described as a 504, not by the timing looked at first") {
+    const Diagnosis d = Diagnose(
+        In({Took(60, Emitter::kVarnish, 503, 5000ms),
+            With(Fail("us", 60, Outcome::kHttp504, 504, Emitter::kNginx, Reason::kUpstreamTimeout),
+                 [](ProbeResult& r) { r.phases.total = 2000ms; })},
+           {{"shop-api-1", {UpTook(61, 4000ms)}}}));
+    INFO(d.summary);
+    CHECK(d.verdict == Verdict::kUpstreamSlow);
+    CHECK(d.summary.find("gateway nginx answers 504 (upstream_timeout)") != std::string::npos);
+    CHECK(d.summary.find("gives up after") == std::string::npos);
+    CHECK(Parsed(d)["gives_up_after_ms"].is_null());
+  }
   SUBCASE("the application's own 503 after 2 s is not a gateway giving up") {
     const Diagnosis d = Diagnose(
         In({Took(60, Emitter::kApplication, 503, 2000ms)}, {{"shop-api-1", {UpTook(61, 4000ms)}}}));

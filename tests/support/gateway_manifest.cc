@@ -39,7 +39,6 @@ constexpr std::array<std::string_view, 8> kSituations = {
     "refused", "silent", "slow", "garbage", "close", "pool_down", "app503", "healthy"};
 
 constexpr auto kDefaultStartTimeout = 20s;
-constexpr auto kSetupTimeout = 60s;  // each setup command
 constexpr auto kTermWait = 10s;      // SIGTERM -> exit, as capture.py
 constexpr auto kKillWait = 5s;       // SIGKILL -> exit, and for the group to be gone
 constexpr auto kVersionTimeout = 10s;
@@ -47,21 +46,6 @@ constexpr auto kVersionTimeout = 10s;
 constexpr auto kSilentHold = std::chrono::minutes(10);
 
 std::string GatewaysDir() { return std::string(GATEWATCH_SOURCE_DIR) + "/tests/gateways"; }
-
-// A socket bound to 127.0.0.1 on a port the kernel chooses, never listening: connects to it
-// are refused, and nobody else gets the port while it is open. REQUIREs success.
-int BindLoopback(uint16_t* port) {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0);
-  socklen_t len = sizeof addr;
-  REQUIRE(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
-  *port = ntohs(addr.sin_port);
-  return fd;
-}
 
 std::string Substitute(std::string text, const std::map<std::string, std::string>& values) {
   for (const auto& [key, value] : values) {
@@ -434,23 +418,6 @@ ManifestGateway::ManifestGateway(std::string_view name)
         version_ = line;
         break;
       }
-    }
-  }
-
-  if (const auto it = m.find("setup"); it != m.end()) {
-    REQUIRE_MESSAGE(it->is_array(), manifest_.name() << ": \"setup\" must be a list of commands");
-    for (const json& command : *it) {
-      const std::vector<std::string> argv = CommandOf(command, values, "setup");
-      Group step(Spawn(argv, env, dir_.path(), log));
-      const bool done = step.WaitExit(kSetupTimeout);
-      step.Stop();
-      REQUIRE_MESSAGE((done && step.status() == 0),
-                      manifest_.name()
-                          << ": setup command " << command.dump()
-                          << (done ? " failed, exit " + std::to_string(step.status().value_or(-1))
-                                   : " did not finish within 60 s")
-                          << "; log:\n"
-                          << Log());
     }
   }
 

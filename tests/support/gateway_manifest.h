@@ -16,8 +16,7 @@
 //  - starts the upstreams of every situation (SituationUpstreams, behaviour as capture.py's
 //    Upstream class);
 //  - writes the manifest's templates, placeholders substituted, into a TempDir (mode 0777:
-//    gateways that drop privileges write there), makes its "dirs" (0777), runs its "setup"
-//    commands in order (each bounded, output to the log; a failure fails the test);
+//    gateways that drop privileges write there) and makes its "dirs" (0777);
 //  - runs "command" in the foreground with the dir as working directory, the manifest's
 //    "env" added, stdout and stderr to DIR/gateway.log, in a session (process group) of its
 //    own;

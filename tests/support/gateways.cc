@@ -100,17 +100,22 @@ void RequireBinary(const char* path) {
                           "scripts/test-packages.txt (apt-get install -y nginx haproxy)");
 }
 
-int ListenLoopback(uint16_t* port) {
+int BindLoopback(uint16_t* port) {
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   REQUIRE(fd >= 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   REQUIRE(bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0);
-  REQUIRE(listen(fd, 16) == 0);
   socklen_t len = sizeof addr;
   REQUIRE(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
   *port = ntohs(addr.sin_port);
+  return fd;
+}
+
+int ListenLoopback(uint16_t* port) {
+  const int fd = BindLoopback(port);
+  REQUIRE(listen(fd, 16) == 0);
   return fd;
 }
 

@@ -40,6 +40,11 @@ void RequireBinary(const char* path);
 // closes the returned fd. REQUIREs success.
 int ListenLoopback(uint16_t* port);
 
+// A TCP socket bound to 127.0.0.1 on a kernel-chosen port (stored in *port), not listening:
+// connects to it are refused, and no other socket gets the port while it is open. The caller
+// closes the returned fd. REQUIREs success.
+int BindLoopback(uint16_t* port);
+
 // A loopback port on which nothing listens (bound once by us, then released): a dead upstream.
 uint16_t FreePort();
 
