@@ -180,12 +180,6 @@ Behavior Behavior::After(std::chrono::milliseconds d) const {
   return b;
 }
 
-Behavior Behavior::WithGreeting(std::string first_bytes) const {
-  Behavior b = *this;
-  b.greeting = std::move(first_bytes);
-  return b;
-}
-
 // ---- RawHttpServer ----
 
 struct RawHttpServer::Conn {
@@ -492,19 +486,13 @@ void RawHttpServer::Run() {
         if (!fd.valid()) break;
         ++accepts_;
         std::optional<Behavior> on_accept;
-        std::string greeting;
         {
           std::lock_guard lock(mu_);
           if (default_.kind == Behavior::Kind::kResetOnAccept) on_accept = default_;
-          greeting = default_.greeting;
         }
         if (on_accept && on_accept->delay.count() == 0) {
           ResetAndClose(fd);
           continue;
-        }
-        if (!greeting.empty()) {  // short: the fresh socket's send buffer takes it at once
-          [[maybe_unused]] const ssize_t n =
-              ::send(fd.get(), greeting.data(), greeting.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
         }
         auto c = std::make_unique<Conn>();
         c->fd = std::move(fd);

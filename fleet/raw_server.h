@@ -47,7 +47,6 @@ struct Behavior {
   uint64_t body_bytes = 0;        // kOversizedBody
   bool chunked = true;            // kOversizedBody: chunked or Content-Length
   bool redirect_to_self = false;  // kRedirectLoop: Location = the same path
-  std::string greeting;           // written right after accept(), see WithGreeting()
 
   // 200 "ok" (text/plain, Content-Length 2).
   static Behavior Ok();
@@ -84,12 +83,6 @@ struct Behavior {
 
   // The same behaviour, starting only after `d` (e.g. Raw(page).After(2s)).
   Behavior After(std::chrono::milliseconds d) const;
-  // The same behaviour, but `first_bytes` are written as soon as the connection is accepted,
-  // before the request is read: a server that speaks first, e.g. SSH
-  // (Raw("Invalid SSH identification string.\r\n").WithGreeting("SSH-2.0-...\r\n")). Only
-  // meaningful as the default behaviour (the route is chosen after the request). The bytes
-  // go out in one non-blocking send, so keep them short (a fresh socket takes a few KB).
-  Behavior WithGreeting(std::string first_bytes) const;
 };
 
 class RawHttpServer {

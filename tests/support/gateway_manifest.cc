@@ -240,7 +240,7 @@ void SkipUnlessInstalled(const GatewayManifest& manifest) {
 SituationUpstreams::SituationUpstreams()
     : silent_(fleet::Behavior::Raw("").After(kSilentHold)),
       slow_(fleet::Behavior::Raw(std::string(kHealthyReply)).After(kSlowUpstreamDelay)),
-      garbage_(fleet::Behavior::Raw(std::string(kSshReply)).WithGreeting(std::string(kSshBanner))),
+      garbage_(fleet::Behavior::Garbage(std::string(kSshBanner) + std::string(kSshReply))),
       close_(fleet::Behavior::EmptyReply()),
       app503_(fleet::Behavior::Raw(std::string(kApp503Reply))),
       healthy_(fleet::Behavior::Raw(std::string(kHealthyReply))) {

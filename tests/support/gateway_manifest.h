@@ -100,7 +100,7 @@ void SkipUnlessInstalled(const GatewayManifest& manifest);
 
 // One loopback upstream per behaviour (capture.py's Upstream): silent (accepts, reads the
 // request, never answers while a test runs), slow (kHealthyReply after kSlowUpstreamDelay),
-// garbage (kSshBanner on accept, kSshReply after the request, then closes), close (reads the
+// garbage (kSshBanner and kSshReply after the request, then closes), close (reads the
 // request, closes without a byte), app503 (kApp503Reply), healthy (kHealthyReply). refused
 // and pool_down get loopback ports where nothing listens: each is held by a socket that is
 // bound but never listens, so connects are refused and no other socket can take the port
