@@ -282,8 +282,30 @@ TEST_CASE("Evaluator: down fires after N consecutive failures, a success resets 
   h.Result(0, "local", 1s, probes::Outcome::kConnectRefused);
   REQUIRE(h.Count(Kind::kFiring) == 1);
   CHECK(h.events[0].summary == "shop down: 3 consecutive failed probes (connect_refused) in local");
+  h.clock.Advance(89s);
   h.Result(200);
-  CHECK(h.Count(Kind::kResolved) == 1);
+  REQUIRE(h.Count(Kind::kResolved) == 1);
+  // A resolution says what recovered and after how long; a "down" has nothing left to measure.
+  const AlertEvent& resolved = h.events.back();
+  CHECK(resolved.summary == "shop recovered after 1m30s: probes succeed again");
+  CHECK(resolved.samples == 0);
+  CHECK(resolved.value.empty());
+}
+
+TEST_CASE("Evaluator: a resolved rate alert says how long it fired and what it measures now") {
+  Harness h;
+  AlertRule r = Rate(0.5, 0.1, 2);
+  r.resolve_for = 0s;
+  h.Configure({r});
+  h.Result(502);
+  h.Result(502);
+  REQUIRE(h.Count(Kind::kFiring) == 1);
+  for (int i = 0; i < 20 && h.Count(Kind::kResolved) == 0; ++i) h.Result(200);
+  REQUIRE(h.Count(Kind::kResolved) == 1);
+  const std::string& summary = h.events.back().summary;
+  CHECK(summary.starts_with("shop recovered after "));
+  CHECK(summary.find("; now status 502 rate ") != std::string::npos);
+  CHECK(summary.find("(threshold 50%)") != std::string::npos);
 }
 
 TEST_CASE("Evaluator: latency percentile of a phase over the window") {
