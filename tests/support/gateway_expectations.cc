@@ -117,7 +117,7 @@ constexpr GatewayCase kCases[] = {
 
     // Squid 5.7 (accelerator): X-Squid-Error names the page. Every cache_peer down reads as
     // ERR_READ_ERROR with errno 0; an SSH banner is relayed inside a 200 (X-Transformed-From:
-    // HTTP/0.9). Its whole-second timer gives up after 2.5-3.5 s.
+    // HTTP/0.9). Its whole-second timer (read_timeout 1 s) gives up after 0.5-2.5 s.
     {"squid", "refused", 503, "http_503", "squid", "upstream_connect_failed", "upstream_down",
      "behind_gateway"},
     {"squid", "silent", 504, "http_504", "squid", "upstream_timeout", "upstream_down",
