@@ -171,6 +171,15 @@ std::string ValidUtf8(std::string_view text) {
   return out;
 }
 
+bool IsValidUtf8(std::string_view text) {
+  for (size_t i = 0; i < text.size();) {
+    const size_t n = SequenceLength(text, i);
+    if (n == 0) return false;
+    i += n;
+  }
+  return true;
+}
+
 std::string TruncateUtf8(std::string_view text, size_t max_bytes, std::string_view marker) {
   std::string valid = ValidUtf8(text);
   if (valid.size() <= max_bytes) return valid;

@@ -11,6 +11,7 @@
 #include "alerting/glob.h"
 #include "alerting/timezone.h"
 #include "gatewatch_version.h"
+#include "probes/quote.h"
 
 namespace gatewatch::daemon {
 namespace {
@@ -27,7 +28,7 @@ Pos PosOf(const toml::source_region& src) {
 }
 Pos PosOf(const toml::node& node) { return PosOf(node.source()); }
 
-std::string Quote(std::string_view s) { return "\"" + std::string(s) + "\""; }
+std::string Quote(std::string_view s) { return Quoted(s); }
 
 std::string Join(const std::string& path, std::string_view key) {
   return path.empty() ? std::string(key) : path + "." + std::string(key);
@@ -1064,8 +1065,9 @@ std::string ConfigError::ToString() const {
   std::string out = file;
   if (line > 0) out += ":" + std::to_string(line) + ":" + std::to_string(column);
   out += ": ";
-  if (!path.empty()) out += path + ": ";
-  out += message;
+  // One line whatever the file holds: control characters in keys and values are escaped.
+  if (!path.empty()) out += OneLine(path) + ": ";
+  out += OneLine(message);
   return out;
 }
 

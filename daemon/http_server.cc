@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "alerting/notifier.h"
 #include "probes/log.h"
 
 namespace gatewatch::daemon {
@@ -37,7 +38,8 @@ HttpResponse HttpResponse::JsonError(int status, const std::string& message) {
   HttpResponse r;
   r.status = status;
   r.content_type = "application/json";
-  r.body = nlohmann::json{{"error", message}}.dump() + "\n";
+  // A message may quote request bytes: invalid UTF-8 is replaced, never thrown.
+  r.body = nlohmann::json{{"error", message}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   return r;
 }
 
@@ -81,9 +83,24 @@ void Apply(const HttpResponse& from, httplib::Response& to) {
   to.set_content(from.body, from.content_type);
 }
 
-// Wraps a handler: exceptions become a logged 500, never a crashed thread.
+// Which part of a request is not UTF-8 (every handler reads text): "" when all of it is.
+std::string NotUtf8(const httplib::Request& req) {
+  if (!alerting::IsValidUtf8(req.path)) return "the request path";
+  for (const auto& [k, v] : req.params) {
+    if (!alerting::IsValidUtf8(k) || !alerting::IsValidUtf8(v)) return "a query parameter";
+  }
+  if (!alerting::IsValidUtf8(req.body)) return "the request body";
+  return "";
+}
+
+// Wraps a handler: a request that is not UTF-8 gets a 400 before it; exceptions become a
+// logged 500, never a crashed thread.
 httplib::Server::Handler Wrap(HttpHandler handler) {
   return [handler = std::move(handler)](const httplib::Request& req, httplib::Response& res) {
+    if (const std::string part = NotUtf8(req); !part.empty()) {
+      Apply(HttpResponse::JsonError(400, part + " is not valid UTF-8"), res);
+      return;
+    }
     try {
       Apply(handler(ToRequest(req)), res);
     } catch (const std::exception& e) {

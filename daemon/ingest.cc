@@ -1,5 +1,6 @@
 #include "daemon/ingest.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "daemon/result_json.h"
@@ -28,8 +29,14 @@ void RegisterIngestRoute(HttpServer& server, IngestDeps deps) {
       auto r = FromJson(body[i]);
       const std::string where = "results[" + std::to_string(i) + "]";
       if (!r) return HttpResponse::JsonError(400, where + "." + r.error());
-      if (cfg->FindMonitor(r->monitor) == nullptr) {
+      const probes::MonitorConfig* m = cfg->FindMonitor(r->monitor);
+      if (m == nullptr) {
         return HttpResponse::JsonError(400, where + ".monitor: unknown monitor \"" + r->monitor + "\"");
+      }
+      // Only the monitor's configured regions: a token holder cannot add series at will.
+      if (std::find(m->regions.begin(), m->regions.end(), r->region) == m->regions.end()) {
+        return HttpResponse::JsonError(400, where + ".region: \"" + r->region + "\" is not a region of monitor \"" +
+                                                r->monitor + "\"");
       }
       r->due = SystemTime{};  // not scheduled here: no lag sample
       results.push_back(std::move(r).value());

@@ -110,6 +110,30 @@ Result<void> Field(const nlohmann::json& j, const char* key, T& out, bool requir
   return {};
 }
 
+// An integer field: a JSON integer (1.5, 1e300, true and "1" are not) from `min` to `max`.
+template <typename T>
+Result<void> IntField(const nlohmann::json& j, const char* key, T& out, int64_t min, int64_t max) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return {};
+  const bool in_range = it->is_number_integer() &&
+                        (it->is_number_unsigned() ? it->get<uint64_t>() <= static_cast<uint64_t>(max)
+                                                  : it->get<int64_t>() >= min && it->get<int64_t>() <= max);
+  if (!in_range) {
+    return Error(std::string(key) + ": expected an integer from " + std::to_string(min) + " to " +
+                 std::to_string(max) + ", got " + it->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  }
+  out = static_cast<T>(it->get<int64_t>());
+  return {};
+}
+
+Result<void> BoolField(const nlohmann::json& j, const char* key, bool& out) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return {};
+  if (!it->is_boolean()) return Error(std::string(key) + ": expected true or false (" + it->type_name() + ")");
+  out = it->get<bool>();
+  return {};
+}
+
 }  // namespace
 
 Result<probes::ProbeResult> FromJson(const nlohmann::json& j) {
@@ -118,8 +142,9 @@ Result<probes::ProbeResult> FromJson(const nlohmann::json& j) {
   std::string started_at, outcome, emitter = "none", reason = "unknown";
   for (auto check : {Field(j, "monitor", r.monitor, true), Field(j, "region", r.region, true),
                      Field(j, "started_at", started_at, true), Field(j, "outcome", outcome, true),
-                     Field(j, "attempt", r.attempt), Field(j, "confirmed", r.confirmed),
-                     Field(j, "http_status", r.http_status), Field(j, "bytes_read", r.bytes_read),
+                     IntField(j, "attempt", r.attempt, 0, 100), BoolField(j, "confirmed", r.confirmed),
+                     IntField(j, "http_status", r.http_status, 0, 999),
+                     IntField(j, "bytes_read", r.bytes_read, 0, int64_t{1} << 40),
                      Field(j, "remote_ip", r.remote_ip), Field(j, "resolved", r.resolved),
                      Field(j, "http_version", r.http_version), Field(j, "detail", r.detail),
                      Field(j, "emitter", emitter), Field(j, "reason", reason),
@@ -139,8 +164,6 @@ Result<probes::ProbeResult> FromJson(const nlohmann::json& j) {
   auto rs = probes::ReasonFromString(reason);
   if (!rs) return Error("reason: unknown \"" + reason + "\"");
   r.reason = *rs;
-  if (r.attempt < 0 || r.attempt > 100) return Error("attempt: must be from 0 to 100");
-  if (r.http_status < 0 || r.http_status > 999) return Error("http_status: must be from 0 to 999");
   if (auto it = j.find("phases_seconds"); it != j.end() && !it->is_null()) {
     if (!it->is_object()) return Error("phases_seconds: expected an object");
     std::optional<std::chrono::microseconds>* slots[] = {&r.phases.resolve, &r.phases.connect, &r.phases.tls,

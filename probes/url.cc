@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include "probes/quote.h"
+
 namespace gatewatch {
 namespace {
 
@@ -53,7 +55,7 @@ bool IsIpLiteral(std::string_view text) {
 }
 
 Result<HostPort> ParseHostPort(std::string_view text, int default_port) {
-  const std::string quoted = "\"" + std::string(text) + "\"";
+  const std::string quoted = Quoted(RedactUserInfo(text));
   HostPort hp;
   std::string_view rest;
   if (!text.empty() && text.front() == '[') {
@@ -87,7 +89,7 @@ Result<HostPort> ParseHostPort(std::string_view text, int default_port) {
 }
 
 Result<HttpUrl> ParseHttpUrl(std::string_view text) {
-  const std::string quoted = "\"" + std::string(text) + "\"";
+  const std::string quoted = Quoted(RedactUserInfo(text));
   const size_t sep = text.find("://");
   if (sep == std::string_view::npos) {
     return Error("expected an http:// or https:// URL, got " + quoted);

@@ -349,6 +349,16 @@ TEST_CASE("Api: bad parameters are 400 JSON errors that name the parameter") {
         "open: expected true or false, got \"maybe\"");
 }
 
+TEST_CASE("Api: a request that is not UTF-8 is a 400 JSON error, not an internal error") {
+  ApiFixture f;
+  CHECK(f.GetJson("/api/v1/monitors/%ff", 400)["error"] == "the request path is not valid UTF-8");
+  CHECK(f.GetJson("/api/v1/monitors/shop/results?region=%ff", 400)["error"] ==
+        "a query parameter is not valid UTF-8");
+  CHECK(f.GetJson("/api/v1/monitors/shop/results?%C0%AF=1", 400)["error"] ==  // an overlong '/'
+        "a query parameter is not valid UTF-8");
+  CHECK(f.GetJson("/api/v1/monitors/%e2%82%ac", 404).contains("error"));  // "€" is UTF-8: a 404
+}
+
 TEST_CASE("Api: incidents and alerts exist with empty lists") {
   ApiFixture f;
   CHECK(f.GetJson("/api/v1/incidents") == json({{"incidents", json::array()}}));

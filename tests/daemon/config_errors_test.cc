@@ -261,6 +261,38 @@ TEST_CASE("Config errors: secrets never appear in messages") {
   }
 }
 
+TEST_CASE("Config errors: a URL's password is redacted in the error, in validate and on reload") {
+  const std::string toml =
+      "[[monitors]]\nname = \"shop\"\nurl = \"https://deploy:hunter2-SECRET@shop.internal/\"\n";
+  auto result = ParseConfig(toml, "u.toml", TestEnv());
+  REQUIRE_FALSE(result.has_value());
+  REQUIRE(result.error().size() == 1);
+  const std::string line = result.error()[0].ToString();
+  INFO(line);
+  CHECK(line.find("hunter2") == std::string::npos);
+  CHECK(line.find("deploy") == std::string::npos);
+  CHECK(line.find("\"https://***@shop.internal/\" contains user info") != std::string::npos);
+}
+
+TEST_CASE("Config errors: quoted values cannot break the line or reach the terminal") {
+  // A newline, an ANSI escape, U+2028 and a byte that is not UTF-8 in a value, and a control
+  // character in a quoted key.
+  const std::string toml = "[[monitors]]\nname = \"bad\\nname\\u001b[31m\\u2028\"\n"
+                           "url = \"http://127.0.0.1/\"\n\"ke\\u0007y\" = 1\n";
+  auto result = ParseConfig(toml, "q.toml", TestEnv());
+  REQUIRE_FALSE(result.has_value());
+  REQUIRE(result.error().size() == 2);
+  const std::string name = result.error()[0].ToString();
+  CHECK(name.find("invalid name \"bad\\nname\\x1B[31m\\u2028\"") != std::string::npos);
+  const std::string key = result.error()[1].ToString();
+  CHECK(key.find("ke\\x07y: unknown key") != std::string::npos);
+  for (const std::string& line : {name, key}) {
+    INFO(line);
+    for (const char c : line) CHECK((static_cast<unsigned char>(c) >= 0x20 && c != 0x7f));
+    CHECK(line.find("\xe2\x80\xa8") == std::string::npos);  // U+2028 raw
+  }
+}
+
 TEST_CASE("Config errors: unreadable file is one clear error") {
   auto result = LoadConfigFile("/nonexistent/gatewatch.toml");
   REQUIRE_FALSE(result.has_value());

@@ -112,6 +112,7 @@ struct IngestServer {
     probes::MonitorConfig m;
     m.name = "shop";
     m.url = "http://127.0.0.1:1/";
+    m.regions = {"local", "eu-agent"};
     c->monitors.push_back(m);
     return c;
   }
@@ -178,7 +179,21 @@ TEST_CASE("Ingest: bad input is refused with a precise error and nothing is take
   bad_phase[0]["phases_seconds"]["ttfb"] = 0.1;
   nlohmann::json no_time = nlohmann::json::parse(Batch(1));
   no_time[0].erase("started_at");
+  const auto with = [](const char* key, nlohmann::json value) {
+    nlohmann::json b = nlohmann::json::parse(Batch(1));
+    b[0][key] = std::move(value);
+    return b.dump();
+  };
   const Case cases[] = {
+      {"\xff\xfe[garbage\x80", 400, "the request body is not valid UTF-8"},
+      {with("attempt", 1.5), 400, "results[0].attempt: expected an integer from 0 to 100, got 1.5"},
+      {with("attempt", "1"), 400, "results[0].attempt: expected an integer"},
+      {with("http_status", true), 400, "results[0].http_status: expected an integer from 0 to 999, got true"},
+      {with("bytes_read", -1), 400, "results[0].bytes_read: expected an integer from 0 to "},
+      {with("bytes_read", 1e300), 400, "results[0].bytes_read: expected an integer"},
+      {with("bytes_read", 18446744073709551615ULL), 400, "results[0].bytes_read: expected an integer"},
+      {with("confirmed", 1), 400, "results[0].confirmed: expected true or false"},
+      {with("region", "made-up"), 400, "results[0].region: \"made-up\" is not a region of monitor \"shop\""},
       {"{not json", 400, "invalid JSON"},
       {"{}", 400, "expected a JSON array"},
       {unknown.dump(), 400, "results[1].monitor: unknown monitor \"nope\""},

@@ -2,6 +2,8 @@
 
 #include <doctest/doctest.h>
 
+#include "probes/quote.h"
+
 namespace gatewatch {
 namespace {
 
@@ -40,6 +42,31 @@ TEST_CASE("Url: rejects what a monitor cannot probe") {
     CAPTURE(bad);
     CHECK_FALSE(ParseHttpUrl(bad).has_value());
   }
+}
+
+TEST_CASE("Url: errors quote the URL on one line and without its user info") {
+  const auto error = [](std::string_view url) { return ParseHttpUrl(url).error(); };
+  CHECK(error("https://ops:s3cret@shop/") ==
+        "URL \"https://***@shop/\" contains user info; credentials in URLs end up in logs, use "
+        "headers");
+  CHECK(error("http://host/a\nb\x1b[2J") ==
+        "URL \"http://host/a\\nb\\x1B[2J\" contains a space or control character; "
+        "percent-encode it");
+}
+
+TEST_CASE("Quoted, OneLine and RedactUserInfo") {
+  CHECK(Quoted("plain") == "\"plain\"");
+  CHECK(Quoted("say \"hi\"\\") == "\"say \\\"hi\\\"\\\\\"");
+  CHECK(Quoted("a\r\n\tb") == "\"a\\r\\n\\tb\"");
+  CHECK(Quoted("\x1b[31m\x7f") == "\"\\x1B[31m\\x7F\"");
+  CHECK(Quoted("\xe2\x80\xa8 \xe2\x80\xa9 \xc2\x85") == "\"\\u2028 \\u2029 \\u0085\"");
+  CHECK(Quoted("caf\xc3\xa9 \xe2\x82\xac") == "\"caf\xc3\xa9 \xe2\x82\xac\"");  // printable UTF-8 stays
+  CHECK(Quoted("\xff\xc0\xaf") == "\"\\xFF\\xC0\\xAF\"");                 // not UTF-8, overlong
+  CHECK(OneLine("key \"q\"\nnext") == "key \"q\"\\nnext");
+  CHECK(RedactUserInfo("https://u:p@h:8443/x?y@z") == "https://***@h:8443/x?y@z");
+  CHECK(RedactUserInfo("http://u@h/") == "http://***@h/");
+  CHECK(RedactUserInfo("http://h/path@x") == "http://h/path@x");
+  CHECK(RedactUserInfo("no scheme@x") == "no scheme@x");
 }
 
 TEST_CASE("HostPort: listen addresses and resolver addresses") {

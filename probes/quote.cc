@@ -1,0 +1,105 @@
+#include "probes/quote.h"
+
+#include <cstdint>
+#include <cstdio>
+
+namespace gatewatch {
+namespace {
+
+// Length of the well-formed UTF-8 sequence at s[i] (RFC 3629), 0 when there is none.
+size_t SequenceAt(std::string_view s, size_t i) {
+  const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = byte(i);
+  if (c < 0x80) return 1;
+  size_t n = 0;
+  uint32_t cp = 0;
+  if ((c & 0xE0) == 0xC0) {
+    n = 2;
+    cp = c & 0x1F;
+  } else if ((c & 0xF0) == 0xE0) {
+    n = 3;
+    cp = c & 0x0F;
+  } else if ((c & 0xF8) == 0xF0) {
+    n = 4;
+    cp = c & 0x07;
+  } else {
+    return 0;
+  }
+  if (i + n > s.size()) return 0;
+  for (size_t k = 1; k < n; ++k) {
+    if ((byte(i + k) & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (byte(i + k) & 0x3F);
+  }
+  static constexpr uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+  if (cp < kMin[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+  return n;
+}
+
+uint32_t CodePoint(std::string_view s, size_t i, size_t n) {
+  const auto c = static_cast<unsigned char>(s[i]);
+  uint32_t cp = n == 2 ? c & 0x1F : n == 3 ? c & 0x0F : c & 0x07;
+  for (size_t k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+  return cp;
+}
+
+// The escaping of Quoted(); `quotes` also escapes '"' and '\\' (inside quotes).
+std::string Escape(std::string_view text, bool quotes) {
+  std::string out;
+  char buf[16];
+  for (size_t i = 0; i < text.size();) {
+    const size_t n = SequenceAt(text, i);
+    if (n == 0) {  // not UTF-8
+      std::snprintf(buf, sizeof buf, "\\x%02X", static_cast<unsigned char>(text[i]));
+      out += buf;
+      ++i;
+      continue;
+    }
+    if (n == 1) {
+      const char c = text[i];
+      if (quotes && (c == '"' || c == '\\')) {
+        out += '\\';
+        out += c;
+      } else if (c == '\n') {
+        out += "\\n";
+      } else if (c == '\r') {
+        out += "\\r";
+      } else if (c == '\t') {
+        out += "\\t";
+      } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) {
+        std::snprintf(buf, sizeof buf, "\\x%02X", static_cast<unsigned char>(c));
+        out += buf;
+      } else {
+        out += c;
+      }
+    } else {
+      const uint32_t cp = CodePoint(text, i, n);
+      if ((cp >= 0x80 && cp <= 0x9F) || cp == 0x2028 || cp == 0x2029) {
+        std::snprintf(buf, sizeof buf, "\\u%04X", static_cast<unsigned>(cp));
+        out += buf;
+      } else {
+        out.append(text.substr(i, n));
+      }
+    }
+    i += n;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string Quoted(std::string_view text) { return "\"" + Escape(text, true) + "\""; }
+
+std::string OneLine(std::string_view text) { return Escape(text, false); }
+
+std::string RedactUserInfo(std::string_view url) {
+  const size_t scheme = url.find("://");
+  if (scheme == std::string_view::npos) return std::string(url);
+  const size_t start = scheme + 3;
+  const size_t end = url.find_first_of("/?#", start);
+  const std::string_view authority = url.substr(start, end == std::string_view::npos ? url.npos : end - start);
+  const size_t at = authority.rfind('@');
+  if (at == std::string_view::npos) return std::string(url);
+  return std::string(url.substr(0, start)) + "***" + std::string(url.substr(start + at));
+}
+
+}  // namespace gatewatch
