@@ -249,6 +249,9 @@ int RunDaemon(const std::string& config_path) {
   sigset_t signals = BlockDaemonSignals();
 
   auto loaded = LoadConfigFile(config_path);
+  if (loaded) {
+    if (auto empty = RequireMonitors(*loaded)) loaded = Unexpected(ConfigErrors{*empty});
+  }
   if (!loaded) {
     for (const ConfigError& e : loaded.error()) std::cerr << e.ToString() << "\n";
     log::Error("config invalid, not starting")
@@ -359,6 +362,13 @@ int RunDaemon(const std::string& config_path) {
       auto reloaded = LoadConfigFile(config_path);
       if (!reloaded) {
         LogErrors(reloaded.error(), "config reload failed, keeping the previous config");
+        continue;
+      }
+      if (auto empty = RequireMonitors(*reloaded)) {
+        log::Error("config reload refused, keeping the previous config: the new file has no monitors")
+            .Kv("config", config_path)
+            .Kv("monitors", static_cast<uint64_t>(config->monitors.size()))
+            .Kv("error", empty->ToString());
         continue;
       }
       if (reloaded->server.listen != config->server.listen) {

@@ -126,6 +126,10 @@ int Validate(const std::string& path, std::ostream& out, std::ostream& err) {
         << " in " << path << "\n";
     return kExitUsage;
   }
+  if (auto empty = RequireMonitors(*config)) {
+    err << empty->ToString() << "\n1 error in " << path << "\n";
+    return kExitUsage;
+  }
   out << Summarize(*config);
   return kExitOk;
 }

@@ -1087,6 +1087,7 @@ Result<Config, ConfigErrors> ParseConfig(std::string_view text, const std::strin
   cfg.source = source_name;
   TableReader top(ctx, root, "");
 
+  if (auto v = top.Bool("allow_empty")) cfg.allow_empty = *v;
   if (const toml::table* t = top.Table("server")) {
     TableReader r(ctx, *t, "server");
     ReadServer(r, cfg.server);
@@ -1192,6 +1193,13 @@ Result<Config, ConfigErrors> ParseConfig(std::string_view text, const std::strin
 
   if (!ctx.ok()) return Unexpected(ctx.TakeErrors());
   return cfg;
+}
+
+std::optional<ConfigError> RequireMonitors(const Config& config) {
+  if (!config.monitors.empty() || config.allow_empty) return std::nullopt;
+  return ConfigError{config.source, 0, 0, "monitors",
+                     "no monitors: the file defines no [[monitors]] (empty or truncated?); add "
+                     "monitors, or set allow_empty = true at the top if that is meant"};
 }
 
 Result<Config, ConfigErrors> LoadConfigFile(const std::string& path, const EnvLookup& env) {

@@ -36,6 +36,7 @@ struct ServerConfig {
 
 struct Config {
   std::string source;  // the file it came from
+  bool allow_empty = false;  // top-level `allow_empty`: a config without monitors is meant
   ServerConfig server;
   probes::EngineConfig engine;
   storage::StorageConfig storage;
@@ -74,6 +75,10 @@ struct ConfigError {
   std::string ToString() const;
 };
 using ConfigErrors = std::vector<ConfigError>;
+
+// What the daemon and `validate` require beyond a valid file: monitors, unless the file says
+// `allow_empty = true` (an empty or truncated file must not silently stop all probing).
+std::optional<ConfigError> RequireMonitors(const Config& config);
 
 // Parses config text; `source_name` is used in error messages.
 Result<Config, ConfigErrors> ParseConfig(std::string_view text, const std::string& source_name,

@@ -44,6 +44,26 @@ TEST_CASE("CLI: usage errors exit 2 with the help text") {
   }
 }
 
+TEST_CASE("CLI: validate refuses a file without monitors unless allow_empty = true") {
+  testing::TempDir dir;
+  for (const std::string text : {"", "# truncated\n", "[server]\nlisten = \"127.0.0.1:9464\"\n"}) {
+    CAPTURE(text);
+    const std::string file = dir.Write("empty.toml", text);
+    auto r = Cli({"validate", "--config", file});
+    CHECK(r.code == kExitUsage);
+    CHECK(r.err == file + ": monitors: no monitors: the file defines no [[monitors]] (empty or truncated?); "
+                          "add monitors, or set allow_empty = true at the top if that is meant\n1 error in " +
+                              file + "\n");
+  }
+  const std::string meant = dir.Write("meant.toml", "allow_empty = true\n");
+  auto ok = Cli({"validate", "--config", meant});
+  CHECK(ok.code == 0);
+  CHECK(ok.out.find("config OK: " + meant) != std::string::npos);
+  auto typed = Cli({"validate", "--config", dir.Write("typed.toml", "allow_empty = \"yes\"\n")});
+  CHECK(typed.code == kExitUsage);
+  CHECK(typed.err.find("allow_empty: expected true or false") != std::string::npos);
+}
+
 TEST_CASE("CLI: validate prints a summary for a good file and all errors for a bad one") {
   testing::TempDir dir;
   const std::string good = dir.Write("good.toml",

@@ -195,5 +195,38 @@ TEST_CASE("Lifecycle: /readyz fails while the database cannot be written, recove
   CHECK(daemon.Wait(30s) == 0);
 }
 
+TEST_CASE("Lifecycle: a config without monitors does not start, and a reload to one is refused") {
+  testing::RecordingTarget target;
+  testing::TempDir dir;
+  // Start: an empty file is an error (exit 2), unless it says allow_empty = true.
+  const std::string empty = dir.Write("empty.toml", "");
+  auto refused = testing::RunCommand({GATEWATCH_BINARY, "run", "--config", empty}, 20s);
+  CHECK(refused.exit_code == 2);
+  CHECK(refused.err.find("monitors: no monitors") != std::string::npos);
+
+  // Reload: a truncated file keeps the monitors running, with a log line that says why.
+  const std::string config = dir.Write("gw.toml", Header(dir) + Monitor(target, "keep"));
+  testing::Process daemon({GATEWATCH_BINARY, "run", "--config", config}, dir.File("out.log"),
+                          dir.File("err.log"));
+  REQUIRE_MESSAGE(WaitFor([&] { return target.RequestsOf("keep").size() >= 2; }, 20s),
+                  ReadFile(dir.File("err.log")));
+  dir.Write("gw.toml", Header(dir));  // every monitor gone
+  daemon.Signal(SIGHUP);
+  REQUIRE(WaitFor([&] {
+    return ReadFile(dir.File("err.log")).find("msg=\"config reload refused, keeping the previous config: the new "
+                                              "file has no monitors\"") != std::string::npos;
+  }));
+  const size_t before = target.RequestsOf("keep").size();
+  CHECK(WaitFor([&] { return target.RequestsOf("keep").size() >= before + 2; }, 10s));  // still probing
+  CHECK(ReadFile(dir.File("err.log")).find("msg=\"config reloaded\"") == std::string::npos);
+
+  // Said explicitly, an empty config is taken.
+  dir.Write("gw.toml", "allow_empty = true\n" + Header(dir));
+  daemon.Signal(SIGHUP);
+  CHECK(WaitFor([&] { return ReadFile(dir.File("err.log")).find("msg=\"config reloaded\"") != std::string::npos; }));
+  daemon.Signal(SIGTERM);
+  CHECK(daemon.Wait(15s) == std::optional<int>(0));
+}
+
 }  // namespace
 }  // namespace gatewatch::daemon

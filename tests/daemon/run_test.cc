@@ -96,7 +96,7 @@ TEST_CASE("Run: a port already in use is a start-up failure with exit 1") {
   const int port = blocker.bind_to_any_port("127.0.0.1");
   REQUIRE(port > 0);
   const std::string config =
-      dir.Write("c.toml", "[server]\nlisten = \"127.0.0.1:" + std::to_string(port) +
+      dir.Write("c.toml", "allow_empty = true\n[server]\nlisten = \"127.0.0.1:" + std::to_string(port) +
                               "\"\n[storage]\npath = \"" + dir.File("gw.db") + "\"\n");
   auto r = testing::RunCommand({GATEWATCH_BINARY, "run", "--config", config}, 10s);
   CHECK(r.exit_code == 1);

@@ -21,7 +21,7 @@ using namespace std::chrono_literals;
 using testing::ReadFile;
 
 std::string Config(const testing::TempDir& dir, const std::string& cert, const std::string& key) {
-  return "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"" + cert + "\"\ntls_key = \"" + key +
+  return "allow_empty = true\n[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"" + cert + "\"\ntls_key = \"" + key +
          "\"\n[storage]\npath = \"" + dir.File("gw.db") + "\"\n";
 }
 
