@@ -8,6 +8,7 @@
 #include "alerting/notifiers/msteams.h"
 #include "alerting/notifiers/slack.h"
 #include "alerting/notifiers/webhook.h"
+#include "probes/text.h"
 
 namespace gatewatch::alerting {
 
@@ -123,43 +124,11 @@ std::unique_ptr<Notifier> MakeNotifier(const NotifierConfig& config) {
 
 // --- UTF-8 --------------------------------------------------------------------------------
 
-namespace {
-
-// Length of the well-formed UTF-8 sequence at s[i] (RFC 3629, table 3-7 of Unicode), or 0.
-size_t SequenceLength(std::string_view s, size_t i) {
-  const auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char c = b(i);
-  if (c < 0x80) return 1;
-  size_t len = 0;
-  unsigned char lo = 0x80, hi = 0xBF;  // range of the second byte
-  if (c >= 0xC2 && c <= 0xDF) {
-    len = 2;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    len = 3;
-    if (c == 0xE0) lo = 0xA0;
-    if (c == 0xED) hi = 0x9F;  // no surrogates
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    len = 4;
-    if (c == 0xF0) lo = 0x90;
-    if (c == 0xF4) hi = 0x8F;  // <= U+10FFFF
-  } else {
-    return 0;
-  }
-  if (i + len > s.size()) return 0;
-  if (b(i + 1) < lo || b(i + 1) > hi) return 0;
-  for (size_t k = 2; k < len; ++k) {
-    if ((b(i + k) & 0xC0) != 0x80) return 0;
-  }
-  return len;
-}
-
-}  // namespace
-
 std::string ValidUtf8(std::string_view text) {
   std::string out;
   out.reserve(text.size());
   for (size_t i = 0; i < text.size();) {
-    const size_t n = SequenceLength(text, i);
+    const size_t n = Utf8SequenceLength(text, i);
     if (n == 0) {
       out += "\xEF\xBF\xBD";  // U+FFFD
       ++i;
@@ -169,15 +138,6 @@ std::string ValidUtf8(std::string_view text) {
     }
   }
   return out;
-}
-
-bool IsValidUtf8(std::string_view text) {
-  for (size_t i = 0; i < text.size();) {
-    const size_t n = SequenceLength(text, i);
-    if (n == 0) return false;
-    i += n;
-  }
-  return true;
 }
 
 std::string TruncateUtf8(std::string_view text, size_t max_bytes, std::string_view marker) {

@@ -102,8 +102,4 @@ std::string TruncateUtf8(std::string_view text, size_t max_bytes,
 // `text` with every invalid UTF-8 sequence replaced by U+FFFD.
 std::string ValidUtf8(std::string_view text);
 
-// Whether `text` is well-formed UTF-8 (RFC 3629: no overlongs, surrogates or bytes past
-// U+10FFFF).
-bool IsValidUtf8(std::string_view text);
-
 }  // namespace gatewatch::alerting

@@ -11,7 +11,7 @@
 #include "alerting/glob.h"
 #include "alerting/timezone.h"
 #include "gatewatch_version.h"
-#include "probes/quote.h"
+#include "probes/text.h"
 
 namespace gatewatch::daemon {
 namespace {

@@ -10,8 +10,8 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "alerting/notifier.h"
 #include "probes/log.h"
+#include "probes/text.h"
 
 namespace gatewatch::daemon {
 
@@ -85,11 +85,11 @@ void Apply(const HttpResponse& from, httplib::Response& to) {
 
 // Which part of a request is not UTF-8 (every handler reads text): "" when all of it is.
 std::string NotUtf8(const httplib::Request& req) {
-  if (!alerting::IsValidUtf8(req.path)) return "the request path";
+  if (!IsValidUtf8(req.path)) return "the request path";
   for (const auto& [k, v] : req.params) {
-    if (!alerting::IsValidUtf8(k) || !alerting::IsValidUtf8(v)) return "a query parameter";
+    if (!IsValidUtf8(k) || !IsValidUtf8(v)) return "a query parameter";
   }
-  if (!alerting::IsValidUtf8(req.body)) return "the request body";
+  if (!IsValidUtf8(req.body)) return "the request body";
   return "";
 }
 

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cctype>
 
-#include "probes/quote.h"
+#include "probes/text.h"
 
 namespace gatewatch {
 namespace {

@@ -2,7 +2,7 @@
 
 #include <doctest/doctest.h>
 
-#include "probes/quote.h"
+#include "probes/text.h"
 
 namespace gatewatch {
 namespace {

@@ -1,12 +1,21 @@
 #pragma once
-// Values quoted in error messages and log lines. A config value or a request byte must not
-// break an error over several lines (each error is one line with file:line:col), put
-// terminal escapes into an operator's terminal or CI log, or print a secret.
+// Text helpers shared by every module: UTF-8 well-formedness, and values quoted in error
+// messages and log lines. A config value or a request byte must not break an error over
+// several lines (each error is one line with file:line:col), put terminal escapes into an
+// operator's terminal or CI log, or print a secret.
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 
 namespace gatewatch {
+
+// Length of the well-formed UTF-8 sequence starting at s[i] (RFC 3629: no overlongs,
+// surrogates or code points past U+10FFFF), 0 when there is none. REQUIRES: i < s.size().
+size_t Utf8SequenceLength(std::string_view s, size_t i);
+
+// Whether all of `text` is well-formed UTF-8.
+bool IsValidUtf8(std::string_view text);
 
 // `text` in double quotes, one line whatever it holds: `"` and `\` escaped, \n \r \t as
 // such, other control characters, DEL and C1 controls as \xNN / \uNNNN, U+2028 and U+2029
