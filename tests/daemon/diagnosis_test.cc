@@ -87,6 +87,54 @@ TEST_CASE("Diagnostics: a mass outage opens every incident, max_per_tick at a ti
   CHECK(ticks > 5);  // not before the monitors were healthy for two intervals
 }
 
+TEST_CASE("Diagnostics: a gateway's incident waits for its own first result (no 'unknown' at start)") {
+  // At start an upstream can fail before the gateway has a result of its own: judging the
+  // gateway then gives `unknown` ("no confirmed results"); the incident waits and opens with
+  // a real verdict once the gateway has answered.
+  testing::TempDir dir;
+  const std::string db = dir.File("gw.db");
+  testing::FakeClock clock;
+  auto cfg = ParseConfig(
+      "[[monitors]]\nname = \"shop\"\nurl = \"http://127.0.0.1:9/\"\nupstreams = [\"api\"]\n"
+      "[[monitors]]\nname = \"api\"\nurl = \"http://127.0.0.1:9/\"\n",
+      "start.toml");
+  REQUIRE(cfg.has_value());
+  auto store = storage::SqliteStore::Open(db);
+  REQUIRE(store.has_value());
+  auto incidents = storage::IncidentStore::Open(db, clock);
+  REQUIRE(incidents.has_value());
+  Diagnostics diagnostics(clock, **incidents, **store);
+  REQUIRE(diagnostics.Configure(std::make_shared<const Config>(std::move(cfg).value())).has_value());
+  const auto result = [&](const std::string& monitor, probes::Outcome o, int status) {
+    probes::ProbeResult r;
+    r.monitor = monitor;
+    r.region = "local";
+    r.started_at = clock.Now();
+    r.outcome = o;
+    r.http_status = status;
+    r.confirmed = true;
+    REQUIRE((*store)->Insert(std::span<const probes::ProbeResult>(&r, 1)).has_value());
+    diagnostics.Observe(r);
+  };
+  const auto open_of = [&](const std::string& monitor) -> std::string {
+    for (const auto& inc : diagnostics.OpenSnapshot()) {
+      if (inc.monitor == monitor) return inc.verdict;
+    }
+    return "";
+  };
+
+  result("api", probes::Outcome::kConnectRefused, 0);  // the upstream first
+  clock.Advance(1s);
+  diagnostics.Tick(clock.Now());
+  CHECK(open_of("shop").empty());  // nothing of its own yet: no incident, no `unknown`
+  CHECK(open_of("api") == "not_listening");
+
+  result("shop", probes::Outcome::kOk, 200);  // the gateway still answers
+  clock.Advance(1s);
+  diagnostics.Tick(clock.Now());
+  CHECK(open_of("shop") == "upstream_down");
+}
+
 TEST_CASE("Diagnostics: results the writer has not committed count, and only the newest few are held") {
   // Nothing is in SQLite: the diagnosis must see the results it was handed (the writer may
   // not have committed them yet), but hold only the newest of them — by age (recent_max_age)
