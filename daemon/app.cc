@@ -318,9 +318,6 @@ int RunDaemon(const std::string& config_path) {
   engine_options.max_in_flight = config->engine.max_in_flight;
   engine_options.on_tick = [&loop](probes::Prober& p) { return loop.Tick(p); };
   auto prober = std::make_unique<probes::HttpProber>(engine_options, clock);
-  metrics.SetSelfStats([&loop, &prober, &writer, &scheduler, &pipeline, &delivery, started = clock.Now()] {
-    return CollectSelfStats(loop, *prober, *writer, scheduler, *pipeline, *delivery, started);
-  });
 
   ConfigHolder current(config);
   Readiness readiness(*writer, loop, clock);
@@ -329,7 +326,18 @@ int RunDaemon(const std::string& config_path) {
   server_options.ready = [&readiness](std::string* why) { return readiness.Ready(why); };
   server_options.tls_cert = config->server.tls_cert;
   server_options.tls_key = config->server.tls_key;
+  server_options.limits.max_connections = static_cast<size_t>(config->server.max_connections);
+  server_options.limits.max_connections_per_peer = static_cast<size_t>(config->server.max_connections_per_peer);
+  server_options.limits.request_timeout =
+      std::chrono::duration_cast<std::chrono::milliseconds>(config->server.request_timeout);
   HttpServer server(server_options);
+  metrics.SetSelfStats([&loop, &prober, &writer, &scheduler, &pipeline, &delivery, &server, started = clock.Now()] {
+    SelfStats s = CollectSelfStats(loop, *prober, *writer, scheduler, *pipeline, *delivery, started);
+    const ListenerStats ls = server.Stats();
+    s.http = SelfStats::Http{ls.open,  ls.accepted,  ls.requests,   ls.refused_peer_limit, ls.refused_total_limit,
+                             ls.evicted, ls.timed_out, ls.bad_requests};
+    return s;
+  });
   // Agent result batches (SPEC section 9) go to the same writer as local results.
   RegisterIngestRoute(server, {&current, [&writer](size_t rows) { return writer->HasRoom(rows); },
                                [&writer, &metrics, &pipeline](probes::ProbeResult r) {

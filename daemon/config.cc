@@ -536,6 +536,9 @@ void ReadServer(TableReader& r, ServerConfig& s) {
     }
   }
   if (auto v = r.Dur("shutdown_grace", 0s, 5min)) s.shutdown_grace = *v;
+  if (auto v = r.Int("max_connections", 16, 1'000'000)) s.max_connections = *v;
+  if (auto v = r.Int("max_connections_per_peer", 1, 1'000'000)) s.max_connections_per_peer = *v;
+  if (auto v = r.Dur("request_timeout", 1s, 5min)) s.request_timeout = *v;
   r.Finish();
 }
 

@@ -32,6 +32,10 @@ struct ServerConfig {
   int shard_index = 1;  // shard = "i/N": this replica probes its share of monitors
   int shard_count = 1;
   Duration shutdown_grace = 5s;
+  // The HTTP listener's bounds (daemon/http_listener.h), fixed at start.
+  int64_t max_connections = 1024;
+  int64_t max_connections_per_peer = 128;
+  Duration request_timeout = 10s;  // a request's head and body, from its first byte
 };
 
 struct Config {

@@ -1,47 +1,13 @@
 #include "daemon/http_server.h"
 
-#include <httplib.h>
 #include <openssl/crypto.h>
 
-#include <atomic>
-#include <chrono>
-#include <cstring>
-#include <fstream>
-#include <nlohmann/json.hpp>
-#include <thread>
+#include <regex>
+#include <vector>
 
-#include "probes/log.h"
 #include "probes/text.h"
 
 namespace gatewatch::daemon {
-
-std::optional<std::string> HttpRequest::Param(const std::string& name) const {
-  auto it = params.find(name);
-  if (it == params.end()) return std::nullopt;
-  return it->second;
-}
-
-std::optional<std::string> HttpRequest::Header(const std::string& lower_name) const {
-  auto it = headers.find(lower_name);
-  if (it == headers.end()) return std::nullopt;
-  return it->second;
-}
-
-HttpResponse HttpResponse::Text(int status, std::string body) {
-  HttpResponse r;
-  r.status = status;
-  r.body = std::move(body);
-  return r;
-}
-
-HttpResponse HttpResponse::JsonError(int status, const std::string& message) {
-  HttpResponse r;
-  r.status = status;
-  r.content_type = "application/json";
-  // A message may quote request bytes: invalid UTF-8 is replaced, never thrown.
-  r.body = nlohmann::json{{"error", message}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-  return r;
-}
 
 bool SecretEquals(std::string_view presented, std::string_view expected) {
   if (expected.empty()) return false;
@@ -53,165 +19,145 @@ bool SecretEquals(std::string_view presented, std::string_view expected) {
   return same && presented.size() == expected.size();
 }
 
-struct HttpServer::Impl {
-  Options options;
-  std::unique_ptr<httplib::Server> server;
-  std::thread thread;
-  std::atomic<bool> listen_returned{false};
-};
-
 namespace {
 
-HttpRequest ToRequest(const httplib::Request& req) {
+// std::regex matches by recursion, one level per character of some patterns: paths
+// longer than any route's are refused before matching.
+constexpr size_t kMaxRoutedPath = 2048;
+
+struct Route {
+  std::string method;  // "GET" (answers HEAD too) or "POST"
+  std::regex pattern;
+  HttpHandler handler;
+  std::function<std::string()> bearer_token;  // set: the route needs the token
+  bool on_event_loop = false;                 // never blocks: runs on the listener's loop
+};
+
+HttpRequest ToRequest(const RequestHead& head, std::vector<std::string> matches, std::string body) {
   HttpRequest r;
-  r.method = req.method;
-  r.path = req.path;
-  for (size_t i = 1; i < req.matches.size(); ++i) r.matches.push_back(req.matches[i]);
-  for (const auto& [k, v] : req.params) r.params.emplace(k, v);
-  for (const auto& [k, v] : req.headers) {
-    std::string name = k;
-    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    r.headers.emplace(std::move(name), v);
-  }
-  r.body = req.body;
+  r.method = head.method;
+  r.path = head.path;
+  r.matches = std::move(matches);
+  for (const auto& [k, v] : head.params) r.params.emplace(k, v);
+  for (const auto& [k, v] : head.headers) r.headers.emplace(k, v);
+  r.body = std::move(body);
   return r;
 }
 
-void Apply(const HttpResponse& from, httplib::Response& to) {
-  to.status = from.status;
-  for (const auto& [k, v] : from.headers) to.set_header(k, v);
-  to.set_content(from.body, from.content_type);
-}
-
-// Which part of a request is not UTF-8 (every handler reads text): "" when all of it is.
-std::string NotUtf8(const httplib::Request& req) {
-  if (!IsValidUtf8(req.path)) return "the request path";
-  for (const auto& [k, v] : req.params) {
+// Which part of a request head is not UTF-8 (every handler reads text): "" when all is.
+std::string NotUtf8(const RequestHead& head) {
+  if (!IsValidUtf8(head.path)) return "the request path";
+  for (const auto& [k, v] : head.params) {
     if (!IsValidUtf8(k) || !IsValidUtf8(v)) return "a query parameter";
   }
-  if (!IsValidUtf8(req.body)) return "the request body";
   return "";
 }
 
-// Wraps a handler: a request that is not UTF-8 gets a 400 before it; exceptions become a
-// logged 500, never a crashed thread.
-httplib::Server::Handler Wrap(HttpHandler handler) {
-  return [handler = std::move(handler)](const httplib::Request& req, httplib::Response& res) {
-    if (const std::string part = NotUtf8(req); !part.empty()) {
-      Apply(HttpResponse::JsonError(400, part + " is not valid UTF-8"), res);
-      return;
-    }
-    try {
-      Apply(handler(ToRequest(req)), res);
-    } catch (const std::exception& e) {
-      log::Error("http handler failed").Kv("path", req.path).Kv("error", e.what());
-      Apply(HttpResponse::JsonError(500, "internal error"), res);
-    }
-  };
-}
-
-bool Readable(const std::string& path) {
-  std::ifstream in(path);
-  return static_cast<bool>(in);
+// Why a bearer-token route refuses the request, or nothing when the token matches.
+std::optional<HttpResponse> RefuseToken(const RequestHead& head, const std::function<std::string()>& bearer_token) {
+  const std::string token = bearer_token();
+  if (token.empty()) {
+    return HttpResponse::JsonError(403, "write endpoints are disabled: server.api_token is not configured");
+  }
+  const std::string auth = head.Header("authorization").value_or("");
+  constexpr std::string_view kBearer = "Bearer ";
+  if (auth.rfind(kBearer, 0) != 0 || !SecretEquals(std::string_view(auth).substr(kBearer.size()), token)) {
+    HttpResponse r = HttpResponse::JsonError(401, "missing or wrong bearer token");
+    r.headers.emplace_back("WWW-Authenticate", "Bearer");
+    return r;
+  }
+  return std::nullopt;
 }
 
 }  // namespace
 
+struct HttpServer::Impl {
+  Options options;
+  std::vector<Route> routes;
+  std::unique_ptr<HttpListener> listener;
+
+  HeadDecision Decide(const RequestHead& head) const {
+    if (const std::string part = NotUtf8(head); !part.empty()) {
+      return {HttpResponse::JsonError(400, part + " is not valid UTF-8"), nullptr, false};
+    }
+    if (head.path.size() > kMaxRoutedPath) {
+      return {HttpResponse::JsonError(414, "the request path is longer than " + std::to_string(kMaxRoutedPath) + " bytes"),
+              nullptr, false};
+    }
+    const std::string& method = head.method == "HEAD" ? std::string("GET") : head.method;
+    std::vector<std::string> allowed;
+    for (const Route& route : routes) {
+      std::smatch m;
+      if (!std::regex_match(head.path, m, route.pattern)) continue;
+      if (route.method != method) {
+        allowed.push_back(route.method == "GET" ? "GET, HEAD" : route.method);
+        continue;
+      }
+      if (route.bearer_token) {
+        if (auto refused = RefuseToken(head, route.bearer_token)) return {std::move(refused), nullptr, false};
+      }
+      std::vector<std::string> matches;
+      for (size_t i = 1; i < m.size(); ++i) matches.push_back(m[i]);
+      HeadDecision d;
+      d.on_event_loop = route.on_event_loop;
+      d.handler = [handler = &route.handler, head, matches = std::move(matches)](std::string body) mutable {
+        if (!IsValidUtf8(body)) return HttpResponse::JsonError(400, "the request body is not valid UTF-8");
+        return (*handler)(ToRequest(head, std::move(matches), std::move(body)));
+      };
+      return d;
+    }
+    if (!allowed.empty()) {
+      std::string allow;
+      for (const std::string& a : allowed) allow += (allow.empty() ? "" : ", ") + a;
+      HttpResponse r = HttpResponse::JsonError(405, "method " + Quoted(head.method) + " is not allowed here");
+      r.headers.emplace_back("Allow", allow);
+      return {std::move(r), nullptr, false};
+    }
+    return {HttpResponse::JsonError(404, "not found"), nullptr, false};
+  }
+};
+
 HttpServer::HttpServer(Options options) : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
-  if (!impl_->options.tls_cert.empty()) {
-    impl_->server = std::make_unique<httplib::SSLServer>(impl_->options.tls_cert.c_str(),
-                                                         impl_->options.tls_key.c_str());
-  } else {
-    impl_->server = std::make_unique<httplib::Server>();
-  }
-  auto& srv = *impl_->server;
-  // httplib's default also sets SO_REUSEPORT, which would let a second gatewatch share
-  // the port silently; a port in use must be a start-up error instead.
-  srv.set_socket_options([](socket_t sock) {
-    int yes = 1;
-    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-  });
-  srv.set_payload_max_length(impl_->options.max_body_bytes);
-  srv.set_read_timeout(10, 0);
-  srv.set_write_timeout(10, 0);
-  srv.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content("ok\n", "text/plain; charset=utf-8");
-  });
-  srv.Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
-    std::string why;
-    const bool ready = !impl_->options.ready || impl_->options.ready(&why);
-    res.status = ready ? 200 : 503;
-    res.set_content(ready ? "ready\n" : "not ready: " + why + "\n", "text/plain; charset=utf-8");
-  });
+  // Health answers come from the event loop itself: no worker, however busy, delays them.
+  impl_->routes.push_back(Route{"GET", std::regex("/healthz"),
+                                [](const HttpRequest&) { return HttpResponse::Text(200, "ok\n"); }, nullptr, true});
+  impl_->routes.push_back(Route{"GET", std::regex("/readyz"),
+                                [this](const HttpRequest&) {
+                                  std::string why;
+                                  const bool ready = !impl_->options.ready || impl_->options.ready(&why);
+                                  return ready ? HttpResponse::Text(200, "ready\n")
+                                               : HttpResponse::Text(503, "not ready: " + why + "\n");
+                                },
+                                nullptr, true});
 }
 
 HttpServer::~HttpServer() { Stop(); }
 
 void HttpServer::Get(const std::string& pattern, HttpHandler handler) {
-  impl_->server->Get(pattern, Wrap(std::move(handler)));
+  impl_->routes.push_back(Route{"GET", std::regex(pattern), std::move(handler), nullptr, false});
 }
 
-void HttpServer::Post(const std::string& pattern, HttpHandler handler,
-                      std::function<std::string()> bearer_token) {
-  if (bearer_token) {
-    handler = [inner = std::move(handler), bearer_token = std::move(bearer_token)](const HttpRequest& req) {
-      const std::string token = bearer_token();
-      if (token.empty()) {
-        return HttpResponse::JsonError(403, "write endpoints are disabled: server.api_token is not configured");
-      }
-      const std::string auth = req.Header("authorization").value_or("");
-      constexpr std::string_view kBearer = "Bearer ";
-      if (auth.rfind(kBearer, 0) != 0 || !SecretEquals(std::string_view(auth).substr(kBearer.size()), token)) {
-        HttpResponse r = HttpResponse::JsonError(401, "missing or wrong bearer token");
-        r.headers.emplace_back("WWW-Authenticate", "Bearer");
-        return r;
-      }
-      return inner(req);
-    };
-  }
-  impl_->server->Post(pattern, Wrap(std::move(handler)));
+void HttpServer::Post(const std::string& pattern, HttpHandler handler, std::function<std::string()> bearer_token) {
+  impl_->routes.push_back(Route{"POST", std::regex(pattern), std::move(handler), std::move(bearer_token), false});
 }
 
 Result<int> HttpServer::Start() {
-  if (!impl_->options.tls_cert.empty()) {
-    // httplib's SSLServer with an unreadable key is silently invalid: say why.
-    for (const std::string* file : {&impl_->options.tls_cert, &impl_->options.tls_key}) {
-      if (!Readable(*file)) return Error("cannot read " + *file + ": " + std::strerror(errno));
-    }
-    if (!impl_->server->is_valid()) {
-      return Error("server.tls_cert / server.tls_key are not a valid certificate and key pair");
-    }
-  }
-  const HostPort& listen = impl_->options.listen;
-  int port = listen.port;
-  if (port == 0) {
-    port = impl_->server->bind_to_any_port(listen.host);
-    if (port < 0) port = 0;
-  } else if (!impl_->server->bind_to_port(listen.host, port)) {
-    port = 0;
-  }
-  if (port == 0) {
-    return Error("cannot listen on " + listen.host + ":" + std::to_string(listen.port) + ": " +
-                 std::strerror(errno));
-  }
-  impl_->thread = std::thread([this] {
-    impl_->server->listen_after_bind();
-    impl_->listen_returned.store(true);
-  });
-  return port;
+  HttpListener::Options lo;
+  lo.listen = impl_->options.listen;
+  lo.tls_cert = impl_->options.tls_cert;
+  lo.tls_key = impl_->options.tls_key;
+  lo.limits = impl_->options.limits;
+  lo.limits.request.max_body_bytes = impl_->options.max_body_bytes;
+  lo.on_head = [impl = impl_.get()](const RequestHead& head) { return impl->Decide(head); };
+  impl_->listener = std::make_unique<HttpListener>(std::move(lo));
+  return impl_->listener->Start();
 }
 
 void HttpServer::Stop() {
-  if (!impl_->thread.joinable()) return;
-  // cpp-httplib 0.11 ignores a stop() that comes before its listen loop runs (accept()
-  // would then block for ever): a SIGTERM right after start must still stop. Bounded: a
-  // loop that never starts (listen_after_bind failed) has returned already.
-  for (int i = 0; i < 500 && !impl_->server->is_running() && !impl_->listen_returned.load(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  impl_->server->stop();
-  impl_->thread.join();
+  if (impl_->listener) impl_->listener->Stop();
 }
+
+ListenerStats HttpServer::Stats() const { return impl_->listener ? impl_->listener->Stats() : ListenerStats{}; }
 
 }  // namespace gatewatch::daemon

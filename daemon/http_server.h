@@ -1,44 +1,21 @@
 #pragma once
-// The one HTTP listener (cpp-httplib): /healthz and /readyz built in; the API, status
-// page and /metrics register their handlers as plain functions of HttpRequest, so no
-// other file needs httplib. Serves on its own thread pool; handlers run on those threads
-// and must be thread-safe.
+// The one HTTP listener's routes: /healthz and /readyz built in; the API, status page and
+// /metrics register their handlers as plain functions of HttpRequest. Routing, the UTF-8
+// rule and bearer tokens are decided from a request's head, before its body is read;
+// handlers then run on the listener's worker threads and must be thread-safe. Sockets,
+// TLS and the connection bounds are daemon/http_listener.h's.
 
 #include <functional>
-#include <map>
 #include <memory>
 #include <string>
 #include <utility>
-#include <vector>
 
+#include "daemon/http_listener.h"
+#include "daemon/http_message.h"
 #include "probes/result.h"
 #include "probes/url.h"
 
 namespace gatewatch::daemon {
-
-struct HttpRequest {
-  std::string method;
-  std::string path;
-  std::vector<std::string> matches;  // the route pattern's capture groups
-  std::multimap<std::string, std::string> params;  // query parameters
-  std::multimap<std::string, std::string> headers;  // names lower-case
-  std::string body;
-
-  // The first value of a query parameter, if present.
-  std::optional<std::string> Param(const std::string& name) const;
-  std::optional<std::string> Header(const std::string& lower_name) const;
-};
-
-struct HttpResponse {
-  int status = 200;
-  std::string content_type = "text/plain; charset=utf-8";
-  std::string body;
-  std::vector<std::pair<std::string, std::string>> headers;
-
-  static HttpResponse Text(int status, std::string body);
-  // {"error": message} with the given status (API errors are JSON).
-  static HttpResponse JsonError(int status, const std::string& message);
-};
 
 using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
 
@@ -53,7 +30,8 @@ class HttpServer {
     std::function<bool(std::string* why)> ready;
     std::string tls_cert;  // both set: HTTPS
     std::string tls_key;
-    size_t max_body_bytes = 1 << 20;  // larger request bodies get 413
+    size_t max_body_bytes = 1 << 20;  // larger request bodies get 413, in any encoding
+    ListenerLimits limits;  // connections and deadlines (its body limit is max_body_bytes)
   };
 
   explicit HttpServer(Options options);
@@ -61,9 +39,11 @@ class HttpServer {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
-  // Routes; `pattern` is a regex on the path (as cpp-httplib matches it). Register before
-  // Start(). A route with `bearer_token` set answers 403 when the token is empty
-  // (not configured) and 401 unless `Authorization: Bearer <token>` matches.
+  // Routes; `pattern` is a regex matched against the whole decoded path. Register before
+  // Start(). A route with `bearer_token` set answers 403 when the token is empty (not
+  // configured) and 401 unless `Authorization: Bearer <token>` matches, without reading
+  // the request body. GET routes answer HEAD too; a path served only for another method
+  // answers 405 with Allow.
   void Get(const std::string& pattern, HttpHandler handler);
   void Post(const std::string& pattern, HttpHandler handler,
             std::function<std::string()> bearer_token = nullptr);
@@ -71,8 +51,10 @@ class HttpServer {
   // Binds and starts serving on a background thread; returns the bound port (the
   // configured one, or the kernel's choice for port 0). Call once.
   Result<int> Start();
-  // Stops accepting, finishes in-flight requests, joins the thread. Idempotent.
+  // Stops accepting, finishes in-flight requests, joins the threads. Idempotent.
   void Stop();
+
+  ListenerStats Stats() const;
 
  private:
   struct Impl;

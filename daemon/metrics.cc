@@ -122,7 +122,7 @@ constexpr std::array<FamilyInfo, kFamilyCount> kFamilies = {{
 }};
 
 // Names the extension point may not take.
-constexpr std::array<std::string_view, 15> kReservedNames = {
+constexpr std::array<std::string_view, 19> kReservedNames = {
     "gatewatch_scheduler_lag_seconds",
     "gatewatch_probes_in_flight",
     "gatewatch_probes_queued",
@@ -133,6 +133,10 @@ constexpr std::array<std::string_view, 15> kReservedNames = {
     "gatewatch_db_queue_depth",
     "gatewatch_db_rows_lost_total",
     "gatewatch_db_write_errors_total",
+    "gatewatch_http_connections",
+    "gatewatch_http_connections_accepted_total",
+    "gatewatch_http_connections_closed_total",
+    "gatewatch_http_requests_total",
     "gatewatch_build_info",
     "process_start_time_seconds",
     "gatewatch_probe_success",
@@ -773,6 +777,31 @@ std::string Metrics::RenderSelf() const {
                                "Failed attempts to commit a write batch.", s->db_write_errors));
   }
   if (s && s->alerting) AppendAlerting(*s->alerting, families);
+  if (s && s->http) {
+    const SelfStats::Http& h = *s->http;
+    families.push_back(Gauge("gatewatch_http_connections", "Connections open to the HTTP listener.",
+                             static_cast<double>(h.open)));
+    families.push_back(Counter("gatewatch_http_connections_accepted_total",
+                               "Connections accepted by the HTTP listener.", h.accepted));
+    MetricFamily closed;
+    closed.name = "gatewatch_http_connections_closed_total";
+    closed.help =
+        "Connections the HTTP listener closed by its bounds: peer_limit and total_limit (refused "
+        "at accept), evicted (the oldest waiting connection, to make room), timeout (a request, "
+        "idle or write deadline passed mid-request), bad_request (a malformed or oversized "
+        "request).";
+    closed.type = prometheus::MetricType::Counter;
+    for (const auto& [reason, value] : {std::pair{"peer_limit", h.peer_limit}, std::pair{"total_limit", h.total_limit},
+                                        std::pair{"evicted", h.evicted}, std::pair{"timeout", h.timeout},
+                                        std::pair{"bad_request", h.bad_request}}) {
+      ClientMetric m;
+      m.label = {{"reason", reason}};
+      m.counter.value = static_cast<double>(value);
+      closed.metric.push_back(std::move(m));
+    }
+    families.push_back(std::move(closed));
+    families.push_back(Counter("gatewatch_http_requests_total", "Requests the HTTP listener answered.", h.requests));
+  }
   families.push_back(Gauge("gatewatch_build_info", "gatewatch build; the value is always 1.", 1,
                            {{"version", version_}}));
   if (s) {

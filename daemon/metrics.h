@@ -66,6 +66,19 @@ struct SelfStats {
     double evaluation_seconds = 0;   // gatewatch_alert_evaluation_seconds_total
   };
   std::optional<Alerting> alerting;
+  // The HTTP listener (absent: no gatewatch_http_* series).
+  struct Http {
+    uint64_t open = 0;      // gatewatch_http_connections
+    uint64_t accepted = 0;  // gatewatch_http_connections_accepted_total
+    uint64_t requests = 0;  // gatewatch_http_requests_total
+    // gatewatch_http_connections_closed_total{reason}: closed by the listener's bounds.
+    uint64_t peer_limit = 0;
+    uint64_t total_limit = 0;
+    uint64_t evicted = 0;
+    uint64_t timeout = 0;
+    uint64_t bad_request = 0;
+  };
+  std::optional<Http> http;
 };
 
 // Fills the lag fields of `out` from the probe loop's histogram.

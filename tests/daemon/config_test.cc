@@ -34,6 +34,9 @@ TEST_CASE("Config: an empty file gives the documented defaults") {
   CHECK(c.server.listen_addr.port == 9464);
   CHECK(c.server.region == "local");
   CHECK(c.server.shutdown_grace == 5s);
+  CHECK(c.server.max_connections == 1024);
+  CHECK(c.server.max_connections_per_peer == 128);
+  CHECK(c.server.request_timeout == 10s);
   CHECK(c.engine.max_in_flight == 256);
   CHECK(c.storage.path == "/var/lib/gatewatch/gatewatch.db");
   CHECK(c.storage.raw_retention == 24h);

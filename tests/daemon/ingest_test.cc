@@ -93,7 +93,7 @@ struct IngestServer {
   std::mutex mu;
   std::vector<probes::ProbeResult> accepted;
   bool room = true;
-  HttpServer server{HttpServer::Options{HostPort{"127.0.0.1", 0}, nullptr, "", "", 64 * 1024}};
+  HttpServer server{HttpServer::Options{HostPort{"127.0.0.1", 0}, nullptr, "", "", 64 * 1024, {}}};
   int port = 0;
 
   explicit IngestServer(const std::string& token) : config(MakeConfig(token)) {
