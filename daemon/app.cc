@@ -402,17 +402,23 @@ int RunDaemon(const std::string& config_path) {
     log::Info("shutting down").Kv("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     break;
   }
-  // Stop in pipeline order: no new probes, in-flight ones get the grace period (their
-  // results reach the writer and the alert pipeline), the pipeline commits what it has,
-  // delivery gets the grace period for the request in flight (the rest stays in the
-  // outbox), then the writer flushes, then the listener closes.
-  prober->Stop(config->server.shutdown_grace);
+  // One deadline for every stage, so SIGTERM ends within shutdown_grace (plus the final
+  // commit and at most a second for the listener), whatever is in flight. Stop in pipeline
+  // order: no new probes, in-flight ones get what is left of the grace (their results
+  // reach the writer and the alert pipeline), the pipeline commits what it has, delivery
+  // gets what is left for the request in flight (the message stays in the outbox for the
+  // next start), then the writer flushes, then the listener closes.
+  const auto deadline = std::chrono::steady_clock::now() + config->server.shutdown_grace;
+  const auto left = [deadline] {
+    return std::max(Duration::zero(), std::chrono::ceil<Duration>(deadline - std::chrono::steady_clock::now()));
+  };
+  prober->Stop(left());
   metrics.SetSelfStats(nullptr);  // reads the prober, which goes before the listener
   prober.reset();
   pipeline->Stop();
-  delivery->Stop(config->server.shutdown_grace);
+  delivery->Stop(left());
   writer->Stop();
-  server.Stop();
+  server.Stop(std::clamp(left(), Duration(100), Duration(1000)));
   const auto& s = loop.stats();
   const storage::WriterStats ws = writer->Stats();
   log::Info("stopped")

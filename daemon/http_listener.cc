@@ -785,9 +785,10 @@ Result<int> HttpListener::Start() {
   return *port;
 }
 
-void HttpListener::Stop() {
+void HttpListener::Stop(std::chrono::milliseconds drain) {
   Impl& d = *impl_;
   if (!d.loop_thread.joinable()) return;
+  d.drain_time = drain;
   d.stopping.store(true);
   d.Wake();
   d.loop_thread.join();

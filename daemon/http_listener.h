@@ -75,9 +75,10 @@ class HttpListener {
 
   // Loads the TLS pair (if any), binds, and starts the threads; returns the bound port.
   Result<int> Start();
-  // Closes the listening socket and idle connections, lets requests in progress finish
-  // (bounded by their handlers and write_timeout), joins the threads. Idempotent.
-  void Stop();
+  // Closes the listening socket and idle connections, gives requests in progress up to
+  // `drain` to finish (a handler still running then is waited for, not abandoned: handlers
+  // are bounded by their own timeouts), joins the threads. Idempotent.
+  void Stop(std::chrono::milliseconds drain = std::chrono::seconds(1));
 
   ListenerStats Stats() const;
 

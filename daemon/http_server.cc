@@ -154,8 +154,8 @@ Result<int> HttpServer::Start() {
   return impl_->listener->Start();
 }
 
-void HttpServer::Stop() {
-  if (impl_->listener) impl_->listener->Stop();
+void HttpServer::Stop(std::chrono::milliseconds drain) {
+  if (impl_->listener) impl_->listener->Stop(drain);
 }
 
 ListenerStats HttpServer::Stats() const { return impl_->listener ? impl_->listener->Stats() : ListenerStats{}; }

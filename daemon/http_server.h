@@ -51,8 +51,9 @@ class HttpServer {
   // Binds and starts serving on a background thread; returns the bound port (the
   // configured one, or the kernel's choice for port 0). Call once.
   Result<int> Start();
-  // Stops accepting, finishes in-flight requests, joins the threads. Idempotent.
-  void Stop();
+  // Stops accepting and closes idle connections; requests in progress get up to `drain`
+  // to finish; joins the threads. Idempotent.
+  void Stop(std::chrono::milliseconds drain = std::chrono::seconds(1));
 
   ListenerStats Stats() const;
 

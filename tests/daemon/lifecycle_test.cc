@@ -10,12 +10,14 @@
 
 #include <algorithm>
 
+#include "fleet/raw_server.h"
 #include "storage/sqlite_store.h"
 #include "tests/support/listen_port.h"
 #include "tests/support/process.h"
 #include "tests/support/recording_target.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/wait.h"
+#include "tests/support/webhook_receiver.h"
 
 namespace gatewatch::daemon {
 namespace {
@@ -156,6 +158,46 @@ TEST_CASE("Lifecycle: SIGTERM drops a probe that outlives shutdown_grace and sti
   auto rows = (*store)->Results(q);
   REQUIRE(rows.has_value());
   CHECK(rows->empty());  // dropped, not stored half-done
+}
+
+TEST_CASE("Lifecycle: SIGTERM ends within shutdown_grace and a second while a probe and a webhook both hang") {
+  testing::RecordingTarget target(30s);  // the probe never answers in time
+  fleet::RawHttpServer site;
+  site.Route("/healthz", fleet::Behavior::Status(502));
+  testing::WebhookReceiver hook;
+  hook.Script({{200, "ok", "", 60s}, {200, "ok", "", 60s}, {200, "ok", "", 60s}});  // deliveries hang (and time out)
+  testing::TempDir dir;
+  const std::string config = dir.Write(
+      "gw.toml", "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"3s\"\n[storage]\npath = \"" +
+                     dir.File("gw.db") + "\"\n[defaults]\ninterval = \"1s\"\ntimeout = \"800ms\"\nretries = 0\n" +
+                     Monitor(target, "stuck", "interval = \"20s\"\ntimeout = \"15s\"\n", /*slow=*/true) +
+                     "[[monitors]]\nname = \"shop\"\nurl = \"" + site.Url("/healthz") + "\"\n" +
+                     "[[alerts]]\nname = \"shop-down\"\nmonitors = [\"shop\"]\nkind = \"down\"\nafter = 2\n"
+                     "for = \"0s\"\nnotify = [\"hook\"]\n"
+                     "[[notifiers]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"" + hook.Url("/hook") + "\"\n");
+  testing::Process daemon({GATEWATCH_BINARY, "run", "--config", config}, dir.File("out.log"),
+                          dir.File("err.log"));
+  REQUIRE_MESSAGE(WaitFor([&] { return !target.RequestsOf("stuck").empty() && hook.Arrived() >= 1; }, 30s),
+                  ReadFile(dir.File("err.log")));
+  const auto signalled = std::chrono::steady_clock::now();
+  daemon.Signal(SIGTERM);
+  auto code = daemon.Wait(20s);
+  const auto took = std::chrono::steady_clock::now() - signalled;
+  REQUIRE(code.has_value());
+  CHECK(*code == 0);
+  CHECK(took >= 2500ms);  // the probe had the grace...
+  CHECK(took < 4500ms);   // ...and the webhook no second one (grace + 1 s, with slack for a busy machine)
+  MESSAGE("SIGTERM to exit: " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms");
+  // The notification was not delivered: it waits in the outbox for the next start.
+  storage::OpenOptions ro;
+  ro.read_only = true;
+  auto store = storage::SqliteStore::Open(dir.File("gw.db"), ro);
+  REQUIRE(store.has_value());
+  auto pending = (*store)->QueryIntForTest(
+      "SELECT count(*) FROM outbox WHERE kind = 'firing' AND delivered_ms IS NULL AND given_up_ms IS NULL");
+  REQUIRE(pending.has_value());
+  CHECK(*pending == 1);
+
 }
 
 TEST_CASE("Lifecycle: /readyz fails while the database cannot be written, recovers after") {

@@ -11,6 +11,7 @@
 #include <httplib.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -45,12 +46,16 @@ class WebhookReceiver {
       Answer answer;
       {
         std::lock_guard lock(mu_);
+        ++arrived_;
         if (!script_.empty()) {
           answer = script_.front();
           script_.pop_front();
         }
       }
-      if (answer.delay.count() > 0) std::this_thread::sleep_for(answer.delay);
+      if (answer.delay.count() > 0) {  // cut short when the receiver is destroyed
+        std::unique_lock lock(mu_);
+        stop_cv_.wait_for(lock, answer.delay, [this] { return stopping_; });
+      }
       Request r{req.path, req.body, {}, std::chrono::system_clock::now(), answer.status};
       for (const auto& [k, v] : req.headers) r.headers[k] = v;
       {
@@ -65,6 +70,11 @@ class WebhookReceiver {
     thread_ = ListenInBackground(server_);
   }
   ~WebhookReceiver() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    stop_cv_.notify_all();
     server_.stop();
     thread_.join();
   }
@@ -95,14 +105,22 @@ class WebhookReceiver {
     std::lock_guard lock(mu_);
     return requests_.size();
   }
+  // Requests that arrived, answered or not yet (a delayed answer is still pending).
+  size_t Arrived() const {
+    std::lock_guard lock(mu_);
+    return arrived_;
+  }
 
  private:
   httplib::Server server_;
   int port_ = 0;
   std::thread thread_;
-  mutable std::mutex mu_;  // guards script_ and requests_
+  mutable std::mutex mu_;  // guards script_, requests_ and arrived_
   std::deque<Answer> script_;
   std::vector<Request> requests_;
+  size_t arrived_ = 0;
+  std::condition_variable stop_cv_;
+  bool stopping_ = false;
 };
 
 }  // namespace gatewatch::testing
