@@ -142,7 +142,8 @@ SelfStats CollectSelfStats(const ProbeLoop& loop, const probes::HttpProber& prob
   s.db_rows_lost = ws.rows_lost;
   s.db_write_errors = ws.write_errors;
   s.start_time = started;
-  SelfStats::Alerting& a = s.alerting.emplace();
+  s.alerting = SelfStats::Alerting{};  // not emplace(): clang cannot default-construct a nested NSDMI struct there
+  SelfStats::Alerting& a = *s.alerting;
   a.notifiers = delivery.Stats();
   a.outbox_pending = delivery.Pending();
   a.results_evaluated = pipeline.stats().results.load();

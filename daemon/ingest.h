@@ -6,6 +6,8 @@
 // refused with 503 and Retry-After so the agent sends it again.
 
 #include <functional>
+#include <string_view>
+#include <vector>
 
 #include "daemon/config_holder.h"
 #include "daemon/http_server.h"
@@ -19,6 +21,11 @@ struct IngestDeps {
   std::function<bool(probes::ProbeResult)> accept;  // false: refused (queue full)
   size_t max_results = 10'000;                      // per request
 };
+
+// The results of one batch, all checked against `config` (types, known monitors, their
+// configured regions), or the error response that refuses the whole batch.
+Result<std::vector<probes::ProbeResult>, HttpResponse> ParseIngestBatch(std::string_view body, const Config& config,
+                                                                       size_t max_results);
 
 void RegisterIngestRoute(HttpServer& server, IngestDeps deps);
 

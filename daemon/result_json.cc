@@ -5,22 +5,30 @@
 #include <cstdio>
 #include <ctime>
 
+#include "probes/text.h"
+
 namespace gatewatch::daemon {
+
+namespace {
+constexpr int64_t kMaxUnixSeconds = 7'258'118'400;  // 2200-01-01T00:00:00Z
+}  // namespace
 
 Result<SystemTime> ParseTime(std::string_view text) {
   using namespace std::chrono;
   const std::string t(text);
   if (!t.empty() && std::all_of(t.begin(), t.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-    if (t.size() > 12) return Error("unix time \"" + t + "\" is out of range");
+    // Up to 2200: the nanosecond clock ends in 2262, and no result comes from further on.
+    if (t.size() > 10 || std::stoll(t) >= kMaxUnixSeconds) return Error("unix time " + Quoted(t) + " is out of range");
     return SystemTime(seconds(std::stoll(t)));
   }
   int y = 0, mo = 0, d = 0, h = 0, mi = 0, s = 0, consumed = 0;
   if (std::sscanf(t.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &s, &consumed) != 6 ||
       consumed != 19) {
-    return Error("expected an RFC 3339 time such as 2026-11-23T05:25:10Z or unix seconds, got \"" + t + "\"");
+    return Error("expected an RFC 3339 time such as 2026-11-23T05:25:10Z or unix seconds, got " + Quoted(t));
   }
   const year_month_day ymd{year{y}, month{static_cast<unsigned>(mo)}, day{static_cast<unsigned>(d)}};
-  if (!ymd.ok() || h > 23 || mi > 59 || s > 60) return Error("invalid date or time in \"" + t + "\"");
+  if (!ymd.ok() || h > 23 || mi > 59 || s > 60) return Error("invalid date or time in " + Quoted(t));
+  if (y < 1970 || y >= 2200) return Error("time " + Quoted(t) + " is out of range (years 1970 to 2199)");
   SystemTime out = sys_days{ymd} + hours{h} + minutes{mi} + seconds{s};
   std::string_view rest = std::string_view(t).substr(19);
   if (!rest.empty() && rest.front() == '.') {
@@ -34,7 +42,7 @@ Result<SystemTime> ParseTime(std::string_view text) {
       }
       ++digits;
     }
-    if (digits == 1) return Error("a fraction needs digits in \"" + t + "\"");
+    if (digits == 1) return Error("a fraction needs digits in " + Quoted(t));
     out += duration_cast<SystemTime::duration>(nanoseconds(frac));
     rest.remove_prefix(digits);
   }
@@ -45,7 +53,7 @@ Result<SystemTime> ParseTime(std::string_view text) {
     const auto offset = hours{oh} + minutes{om};
     return rest[0] == '+' ? out - offset : out + offset;
   }
-  return Error("expected Z or an offset like +01:00 at the end of \"" + t + "\"");
+  return Error("expected Z or an offset like +01:00 at the end of " + Quoted(t));
 }
 
 nlohmann::json ToJson(const probes::ProbeResult& r) {
@@ -156,20 +164,22 @@ Result<probes::ProbeResult> FromJson(const nlohmann::json& j) {
   if (!t) return Error("started_at: " + t.error());
   r.started_at = *t;
   auto o = probes::OutcomeFromString(outcome);
-  if (!o) return Error("outcome: unknown class \"" + outcome + "\"");
+  if (!o) return Error("outcome: unknown class " + Quoted(outcome));
   r.outcome = *o;
   auto e = probes::EmitterFromString(emitter);
-  if (!e) return Error("emitter: unknown \"" + emitter + "\"");
+  if (!e) return Error("emitter: unknown " + Quoted(emitter));
   r.emitter = *e;
   auto rs = probes::ReasonFromString(reason);
-  if (!rs) return Error("reason: unknown \"" + reason + "\"");
+  if (!rs) return Error("reason: unknown " + Quoted(reason));
   r.reason = *rs;
   if (auto it = j.find("phases_seconds"); it != j.end() && !it->is_null()) {
     if (!it->is_object()) return Error("phases_seconds: expected an object");
     std::optional<std::chrono::microseconds>* slots[] = {&r.phases.resolve, &r.phases.connect, &r.phases.tls,
                                                         &r.phases.processing, &r.phases.transfer, &r.phases.total};
     const char* names[] = {"resolve", "connect", "tls", "processing", "transfer", "total"};
-    for (const auto& [name, value] : it->items()) {
+    for (const auto& item : it->items()) {
+      const std::string& name = item.key();
+      const nlohmann::json& value = item.value();
       const auto* known = std::find_if(std::begin(names), std::end(names), [&](const char* n) { return name == n; });
       if (known == std::end(names)) return Error("phases_seconds." + name + ": unknown phase");
       if (!value.is_number() || value.get<double>() < 0 || value.get<double>() > 86400) {

@@ -35,7 +35,7 @@ bool ValidHostname(std::string_view host) {
 Result<int> ParsePort(std::string_view s) {
   if (s.empty() || s.size() > 5 ||
       !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-    return Error("port \"" + std::string(s) + "\" is not a number from 1 to 65535");
+    return Error("port " + Quoted(s) + " is not a number from 1 to 65535");
   }
   const int port = std::stoi(std::string(s));
   if (port > 65535) return Error("port " + std::string(s) + " is out of range 1..65535");
@@ -62,7 +62,7 @@ Result<HostPort> ParseHostPort(std::string_view text, int default_port) {
     const size_t close = text.find(']');
     if (close == std::string_view::npos) return Error(quoted + " has an unclosed '['");
     hp.host = std::string(text.substr(1, close - 1));
-    if (!IsIpv6Literal(hp.host)) return Error(quoted + ": \"" + hp.host + "\" is not an IPv6 address");
+    if (!IsIpv6Literal(hp.host)) return Error(quoted + ": " + Quoted(hp.host) + " is not an IPv6 address");
     rest = text.substr(close + 1);
     if (!rest.empty() && rest.front() != ':') return Error(quoted + ": expected ':' after ']'");
   } else {
@@ -74,7 +74,7 @@ Result<HostPort> ParseHostPort(std::string_view text, int default_port) {
     rest = colon == std::string_view::npos ? std::string_view() : text.substr(colon);
     if (hp.host.empty()) return Error(quoted + " has no host (use \"0.0.0.0:PORT\" for all interfaces)");
     if (!IsIpLiteral(hp.host) && !ValidHostname(hp.host)) {
-      return Error(quoted + ": \"" + hp.host + "\" is not a valid host name or IP address");
+      return Error(quoted + ": " + Quoted(hp.host) + " is not a valid host name or IP address");
     }
   }
   if (rest.empty()) {
@@ -97,7 +97,7 @@ Result<HttpUrl> ParseHttpUrl(std::string_view text) {
   HttpUrl url;
   url.scheme = Lower(text.substr(0, sep));
   if (url.scheme != "http" && url.scheme != "https") {
-    return Error("expected an http:// or https:// URL, got scheme \"" + url.scheme + "\"");
+    return Error("expected an http:// or https:// URL, got scheme " + Quoted(url.scheme));
   }
   std::string_view rest = text.substr(sep + 3);
   if (const size_t hash = rest.find('#'); hash != std::string_view::npos) rest = rest.substr(0, hash);

@@ -2,13 +2,18 @@
 # Installs the Debian packages gatewatch needs, only those that are missing.
 #   scripts/install-deps.sh           build + run
 #   scripts/install-deps.sh --tests   build + run + what the test suite drives (nginx, ...)
+#   scripts/install-deps.sh --fuzz    build + run + clang and libFuzzer (scripts/fuzz.sh)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
 lists=("$here/packages.txt")
-if [[ "${1:-}" == "--tests" ]]; then
-  lists+=("$here/test-packages.txt")
-fi
+for arg in "$@"; do
+  case "$arg" in
+    --tests) lists+=("$here/test-packages.txt") ;;
+    --fuzz) lists+=("$here/fuzz-packages.txt") ;;
+    *) echo "install-deps: unknown option $arg (--tests, --fuzz)" >&2; exit 2 ;;
+  esac
+done
 
 wanted=()
 optional=()

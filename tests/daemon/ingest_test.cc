@@ -86,6 +86,12 @@ TEST_CASE("ResultJson: times in RFC 3339 with offsets and unix seconds") {
   CHECK_FALSE(ParseTime("yesterday").has_value());
   CHECK_FALSE(ParseTime("2026-13-01T00:00:00Z").has_value());
   CHECK_FALSE(ParseTime("2026-11-23T05:25:10").has_value());  // no zone
+  // Beyond the clock's range (nanoseconds end in 2262): an error, not an overflow.
+  CHECK(ParseTime("4052-12-07T05:00:00.000Z").error() ==
+        "time \"4052-12-07T05:00:00.000Z\" is out of range (years 1970 to 2199)");
+  CHECK(ParseTime("99999999999").error() == "unix time \"99999999999\" is out of range");
+  CHECK(ParseTime("7258118399").has_value());
+  CHECK(ParseTime("2026-11-23\x1b[2J").error().find("\\x1B[2J") != std::string::npos);  // quoted, escaped
 }
 
 struct IngestServer {

@@ -52,6 +52,7 @@ TEST_CASE("Url: errors quote the URL on one line and without its user info") {
   CHECK(error("http://host/a\nb\x1b[2J") ==
         "URL \"http://host/a\\nb\\x1B[2J\" contains a space or control character; "
         "percent-encode it");
+  CHECK(error("\x91\x1f" "1u://x") == "expected an http:// or https:// URL, got scheme \"\\x91\\x1F1u\"");
 }
 
 TEST_CASE("Quoted, OneLine and RedactUserInfo") {
