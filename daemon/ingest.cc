@@ -16,7 +16,7 @@ Result<std::vector<probes::ProbeResult>, HttpResponse> ParseIngestBatch(std::str
   nlohmann::json body;
   try {
     body = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range for 1e99999
     return refuse(400, std::string("invalid JSON: ") + e.what());
   }
   if (!body.is_array()) return refuse(400, "expected a JSON array of results");

@@ -201,6 +201,7 @@ TEST_CASE("Ingest: bad input is refused with a precise error and nothing is take
       {with("confirmed", 1), 400, "results[0].confirmed: expected true or false"},
       {with("region", "made-up"), 400, "results[0].region: \"made-up\" is not a region of monitor \"shop\""},
       {"{not json", 400, "invalid JSON"},
+      {"[2e22222]", 400, "invalid JSON"},  // a number out of double's range
       {"{}", 400, "expected a JSON array"},
       {unknown.dump(), 400, "results[1].monitor: unknown monitor \"nope\""},
       {bad_outcome.dump(), 400, "results[0].outcome: unknown class \"http_999\""},
