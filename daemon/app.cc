@@ -397,14 +397,17 @@ int RunDaemon(const std::string& config_path) {
   // Stop in pipeline order: no new probes, in-flight ones get the grace period (their
   // results reach the writer and the alert pipeline), the pipeline commits what it has,
   // delivery gets the grace period for the request in flight (the rest stays in the
-  // outbox), then the writer flushes, then the listener closes.
+  // outbox), the listener closes, then the writer flushes.
   prober->Stop(config->server.shutdown_grace);
   metrics.SetSelfStats(nullptr);  // reads the prober, which goes before the listener
   prober.reset();
   pipeline->Stop();
   delivery->Stop(config->server.shutdown_grace);
-  writer->Stop();
+  // Before the writer: stopping the listener joins its pool threads, which closes their read
+  // connections (daemon/api.h). The writer's is then the last connection to the database,
+  // so its final checkpoint leaves the database file complete on its own (storage/writer.h).
   server.Stop();
+  writer->Stop();
   const auto& s = loop.stats();
   const storage::WriterStats ws = writer->Stats();
   log::Info("stopped")

@@ -156,7 +156,27 @@ void Writer::Run(std::stop_token stop, std::promise<Result<void>>& opened) {
       if (queue_.empty()) break;
     }
   }
+  FinalCheckpoint(*store);
   store.reset();  // closed on this thread
+}
+
+void Writer::FinalCheckpoint(SqliteStore& store) {
+  // Closing checkpoints only when this is the last connection to the file; without this,
+  // committed rows may stay in the WAL, and the database file alone (a plain copy of it)
+  // would miss them, or every table.
+  auto r = store.Checkpoint();
+  if (!r) {
+    log::Warn("storage checkpoint at stop failed: the database file needs its -wal file")
+        .Kv("path", options_.path)
+        .Kv("error", r.error());
+  } else if (!r->complete) {
+    log::Warn(
+        "storage checkpoint at stop incomplete: another connection is still reading; the "
+        "database file needs its -wal file")
+        .Kv("path", options_.path)
+        .Kv("wal_frames", r->wal_frames)
+        .Kv("copied_frames", r->copied);
+  }
 }
 
 void Writer::WriteBatch(SqliteStore& store, std::vector<probes::ProbeResult>& batch) {

@@ -101,8 +101,12 @@ class Writer {
   // `timeout`; true when done. Writes at once instead of waiting for flush_interval.
   bool Flush(std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
-  // Writes everything queued, then stops the thread and closes the connection. Idempotent.
-  // May take as long as the retries of the remaining batches when the database fails.
+  // Writes everything queued, checkpoints the WAL into the database file (TRUNCATE), then
+  // stops the thread and closes the connection. Idempotent. May take as long as the retries
+  // of the remaining batches when the database fails, plus busy_timeout for the checkpoint.
+  // Close every other connection to the database first: then the database file alone is
+  // complete and the -wal file is gone. A connection still inside a read transaction leaves
+  // the checkpoint incomplete (logged as a warning; nothing is lost, the WAL keeps it).
   void Stop();
 
   WriterStats Stats() const;
@@ -117,6 +121,7 @@ class Writer {
   void Run(std::stop_token stop, std::promise<Result<void>>& opened);
   void WriteBatch(SqliteStore& store, std::vector<probes::ProbeResult>& batch);
   bool PruneStep(SqliteStore& store);  // true when more remains
+  void FinalCheckpoint(SqliteStore& store);
 
   const WriterOptions options_;
   const Clock& clock_;
