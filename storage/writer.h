@@ -25,8 +25,8 @@
 // step follows right after the next batch, so deletion keeps pace with insertion; a step is
 // skipped while a full batch is waiting.
 //
-// Time: retention uses the injected Clock's Now(); batching and prune cadence use the real
-// steady clock (a condition variable waits on it).
+// Time: retention uses the injected Clock's Now(), and Activity() its Steady(); batching and
+// prune cadence use the real steady clock (a condition variable waits on it).
 
 #include <atomic>
 #include <chrono>
@@ -35,8 +35,10 @@
 #include <cstdint>
 #include <deque>
 #include <future>
+#include <limits>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stop_token>
 #include <string>
 #include <thread>
@@ -79,6 +81,16 @@ struct WriterStats {
   uint64_t prune_errors = 0;
 };
 
+// The writer's database writes as they happen (Writer::Activity()), for readiness: a locked
+// database shows here within one attempt, long before the attempt fails (busy_timeout).
+struct WriteActivity {
+  // When the write under way started (a batch commit attempt, or a prune step), by the
+  // Clock's Steady(); nullopt while none runs.
+  std::optional<SteadyTime> writing_since{};
+  // The last batch commit attempt failed; the next one that commits clears it.
+  bool last_commit_failed = false;
+};
+
 class Writer {
  public:
   // Opens the database on the new writer thread (migrating it) and returns once it is open;
@@ -111,6 +123,9 @@ class Writer {
 
   WriterStats Stats() const;
 
+  // Lock-free (atomics only): cheap enough for every /readyz request.
+  WriteActivity Activity() const;
+
  private:
   struct Pending {
     std::chrono::steady_clock::time_point enqueued_at;
@@ -122,6 +137,10 @@ class Writer {
   void WriteBatch(SqliteStore& store, std::vector<probes::ProbeResult>& batch);
   bool PruneStep(SqliteStore& store);  // true when more remains
   void FinalCheckpoint(SqliteStore& store);
+  // Around every write to the database, for Activity(); commit_failed: a batch commit's
+  // outcome (nullopt for a prune step, which leaves last_commit_failed as it is).
+  void BeginWrite();
+  void EndWrite(std::optional<bool> commit_failed);
 
   const WriterOptions options_;
   const Clock& clock_;
@@ -139,6 +158,10 @@ class Writer {
   std::atomic<uint64_t> rows_rejected_{0}, rows_written_{0}, rows_lost_{0}, batches_{0},
       write_errors_{0}, prune_steps_{0}, rows_pruned_{0}, prune_errors_{0};
   std::atomic<int64_t> last_batch_latency_us_{0};
+  // Activity(): the Steady() nanoseconds of writing_since, or kNotWriting.
+  static constexpr int64_t kNotWriting = std::numeric_limits<int64_t>::min();
+  std::atomic<int64_t> writing_since_ns_{kNotWriting};
+  std::atomic<bool> last_commit_failed_{false};
 
   std::jthread thread_;  // last: started after every member above exists
 };

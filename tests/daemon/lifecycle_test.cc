@@ -178,7 +178,7 @@ TEST_CASE("Lifecycle: /readyz fails while the database cannot be written, recove
   };
   REQUIRE(WaitFor([&] { return ready() == 200 && !target.RequestsOf("a").empty(); }, 20s));
 
-  // Another process holds the write lock: the writer's batches fail (after its busy timeout).
+  // Another process holds the write lock: the writer's commit attempts wait for it, then fail.
   sqlite3* lock = nullptr;
   REQUIRE(sqlite3_open(dir.File("gw.db").c_str(), &lock) == SQLITE_OK);
   REQUIRE(sqlite3_exec(lock, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr) == SQLITE_OK);

@@ -170,6 +170,40 @@ TEST_CASE("Writer: a read transaction open at Stop leaves the checkpoint incompl
   CHECK(RowsIn(*reader) == 5);
 }
 
+TEST_CASE("Writer: Activity shows a commit waiting for a lock, then the outcome of the last one") {
+  TempDir dir;
+  FakeClock clock;
+  const std::string path = dir.File("gw.db");
+  auto blocker = OpenOrFail(path);
+  auto writer = StartOrFail({.path = path,
+                             .open = {.busy_timeout = 200ms},
+                             .flush_interval = 1ms,
+                             .prune_interval = 0ms,
+                             .max_attempts = 100'000,  // keep retrying until unblocked
+                             .retry_backoff = 1ms},
+                            clock);
+  WriteActivity idle = writer->Activity();
+  CHECK_FALSE(idle.writing_since.has_value());
+  CHECK_FALSE(idle.last_commit_failed);
+
+  REQUIRE(blocker->ExecForTest("BEGIN IMMEDIATE").has_value());
+  REQUIRE(writer->Enqueue(Simple("m", "local", kBaseMs)));
+  // The attempt waits for the lock, timed by the injected clock.
+  WriteActivity waiting;
+  REQUIRE(WaitFor([&] { return (waiting = writer->Activity()).writing_since.has_value(); }, 10s));
+  CHECK(waiting.writing_since == std::optional<SteadyTime>(clock.Steady()));
+  // After busy_timeout it fails, and stays failed through the retries.
+  REQUIRE(WaitFor([&] { return writer->Activity().last_commit_failed; }, 10s));
+  CHECK(writer->Activity().last_commit_failed);
+
+  REQUIRE(blocker->ExecForTest("COMMIT").has_value());
+  REQUIRE(writer->Flush(20s));
+  const WriteActivity after = writer->Activity();
+  CHECK_FALSE(after.writing_since.has_value());
+  CHECK_FALSE(after.last_commit_failed);
+  CHECK(writer->Stats().rows_written == 1);
+}
+
 TEST_CASE("Writer: a missing directory fails Start with a clear error") {
   TempDir dir;
   FakeClock clock;
