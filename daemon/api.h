@@ -6,9 +6,11 @@
 //
 // Threads: handlers run on the HTTP server's pool. Each pool thread keeps its own read-only
 // SqliteStore (a thread_local connection, opened on first use and reopened after an error;
-// storage/store.h: a Store is thread-bound). WAL readers never block the writer, and every
-// query is bounded by a time range and/or a row limit. The config is read through
-// ConfigHolder::Get() once per request, so one request sees one consistent config.
+// storage/store.h: a Store is thread-bound), closed when the thread exits; HttpServer::Stop()
+// joins the pool, so the daemon stops the server before the writer (storage/writer.h Stop()).
+// WAL readers never block the writer, and every query is bounded by a time range and/or a
+// row limit. The config is read through ConfigHolder::Get() once per request, so one request
+// sees one consistent config.
 //
 // Secrets never appear: monitor URLs are shown without their query string (it may hold a
 // token), request headers and bodies of monitors are not shown, nor are notifier URLs or

@@ -4,7 +4,6 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
-#include <mutex>
 #include <set>
 
 #include "alerting/delivery.h"
@@ -16,6 +15,7 @@
 #include "daemon/ingest.h"
 #include "daemon/metrics.h"
 #include "daemon/probe_loop.h"
+#include "daemon/readiness.h"
 #include "gatewatch_version.h"
 #include "daemon/status_page.h"
 #include "probes/engine.h"
@@ -69,41 +69,6 @@ void ApplySchedule(probes::Scheduler& scheduler, ProbeLoop& loop, const std::sha
       .Kv("schedules", static_cast<uint64_t>(scheduler.size()))
       .Kv("shard", std::to_string(cfg->server.shard_index) + "/" + std::to_string(cfg->server.shard_count));
 }
-
-// Readiness (SPEC section 7): the database takes writes and the scheduler loop runs.
-class Readiness {
- public:
-  Readiness(const storage::Writer& writer, const ProbeLoop& loop, const Clock& clock)
-      : writer_(writer), loop_(loop), clock_(clock) {}
-
-  bool Ready(std::string* why) {
-    const storage::WriterStats s = writer_.Stats();
-    std::lock_guard lock(mu_);  // guards the previous snapshot; HTTP threads call this
-    // Failing: errors since the last check and no batch committed since.
-    const bool db_failing = s.write_errors > last_errors_ && s.batches == last_batches_;
-    if (s.batches > last_batches_ || s.write_errors == last_errors_) {
-      last_batches_ = s.batches;
-      last_errors_ = s.write_errors;
-    }
-    if (db_failing) {
-      *why = "database writes are failing";
-      return false;
-    }
-    if (clock_.Now() - loop_.LastTick() > std::chrono::seconds(5)) {
-      *why = "the scheduler loop has not run for more than 5s";
-      return false;
-    }
-    return true;
-  }
-
- private:
-  const storage::Writer& writer_;
-  const ProbeLoop& loop_;
-  const Clock& clock_;
-  std::mutex mu_;
-  uint64_t last_batches_ = 0;
-  uint64_t last_errors_ = 0;
-};
 
 Result<std::unique_ptr<storage::Writer>> OpenWriter(const Config& cfg, const Clock& clock) {
   const std::filesystem::path path(cfg.storage.path);
@@ -321,7 +286,7 @@ int RunDaemon(const std::string& config_path) {
   auto prober = std::make_unique<probes::HttpProber>(engine_options, clock);
 
   ConfigHolder current(config);
-  Readiness readiness(*writer, loop, clock);
+  Readiness readiness(*writer, [&loop] { return loop.LastTick(); }, clock);
   HttpServer::Options server_options;
   server_options.listen = config->server.listen_addr;
   server_options.ready = [&readiness](std::string* why) { return readiness.Ready(why); };
@@ -408,18 +373,22 @@ int RunDaemon(const std::string& config_path) {
   // order: no new probes, in-flight ones get what is left of the grace (their results
   // reach the writer and the alert pipeline), the pipeline commits what it has, delivery
   // gets what is left for the request in flight (the message stays in the outbox for the
-  // next start), then the writer flushes, then the listener closes.
+  // next start), the listener closes, then the writer flushes.
   const auto deadline = std::chrono::steady_clock::now() + config->server.shutdown_grace;
   const auto left = [deadline] {
     return std::max(Duration::zero(), std::chrono::ceil<Duration>(deadline - std::chrono::steady_clock::now()));
   };
   prober->Stop(left());
-  metrics.SetSelfStats(nullptr);  // reads the prober, which goes before the listener
+  metrics.SetSelfStats(nullptr);  // reads the prober and the listener
   prober.reset();
   pipeline->Stop();
   delivery->Stop(left());
-  writer->Stop();
+  // Before the writer: stopping the listener joins its worker threads, which closes their
+  // read connections (daemon/api.h). The writer's is then the last connection to the
+  // database, so its final checkpoint leaves the database file complete on its own
+  // (storage/writer.h).
   server.Stop(std::clamp(left(), Duration(100), Duration(1000)));
+  writer->Stop();
   const auto& s = loop.stats();
   const storage::WriterStats ws = writer->Stats();
   log::Info("stopped")

@@ -1,15 +1,17 @@
 #include "daemon/cli.h"
 
+#include <cstdio>
 #include <map>
 #include <optional>
 
 #include "daemon/app.h"
 #include "daemon/check.h"
-#include "daemon/demo.h"
 #include "daemon/config.h"
+#include "daemon/demo.h"
 #include "daemon/notify_test.h"
 #include "gatewatch_version.h"
 #include "probes/log.h"
+#include "storage/backup.h"
 
 namespace gatewatch::daemon {
 namespace {
@@ -31,6 +33,10 @@ commands:
                            only when the verdict is healthy. One probe each: the verdict
                            is the current state (never transient, which needs history)
   validate --config FILE   check a config file; print a summary, or every error
+  backup --config FILE DEST [--force]
+                           copy the database (storage.path) to DEST, also while the
+                           daemon runs: one consistent snapshot, checked with
+                           integrity_check; an existing DEST only with --force
   notify-test --config FILE --notifier NAME
                            send a sample firing and resolved message through one
                            notifier and print the receiver's answers
@@ -49,6 +55,7 @@ options:
   --listen HOST:PORT       (demo) where the demo daemon listens (default 127.0.0.1:9464)
   --phase DURATION         (demo) how long each failure scenario lasts (default 20s)
   --keep                   (demo) keep the temporary config and database on exit
+  --force                  (backup) replace an existing DEST
   --log-level LEVEL        debug, info (default), warn or error; logs are logfmt on stderr
   -h, --help               this text
 
@@ -68,6 +75,7 @@ struct Parsed {
   std::vector<std::string> regions;  // check: repeatable
   bool json = false;
   bool keep = false;
+  bool force = false;
   bool insecure = false;
   bool help = false;
 };
@@ -94,8 +102,11 @@ std::optional<std::string> Parse(const std::vector<std::string>& args, Parsed& p
     };
     if (flag == "-h" || flag == "--help") {
       p.help = true;
-    } else if (flag == "--json" || flag == "--insecure" || flag == "--keep") {
-      (flag == "--json" ? p.json : flag == "--keep" ? p.keep : p.insecure) = true;
+    } else if (flag == "--json" || flag == "--insecure" || flag == "--keep" || flag == "--force") {
+      (flag == "--json"    ? p.json
+       : flag == "--keep"  ? p.keep
+       : flag == "--force" ? p.force
+                           : p.insecure) = true;
     } else if (auto it = valued.find(flag); it != valued.end()) {
       auto v = value();
       if (!v) return flag + " needs a value";
@@ -134,6 +145,37 @@ int Validate(const std::string& path, std::ostream& out, std::ostream& err) {
   return kExitOk;
 }
 
+std::string Mebibytes(int64_t bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
+  return text;
+}
+
+int Backup(const std::string& config_path, const std::string& dest, bool force, std::ostream& out,
+           std::ostream& err) {
+  auto config = LoadConfigFile(config_path);
+  if (!config) {
+    for (const ConfigError& e : config.error()) err << e.ToString() << "\n";
+    err << config.error().size() << (config.error().size() == 1 ? " error" : " errors") << " in "
+        << config_path << "\n";
+    return kExitUsage;
+  }
+  const std::string& source = config->storage.path;
+  auto report = storage::BackupDatabase(source, dest, {.overwrite = force});
+  if (!report) {
+    err << "gatewatch: " << report.error() << "\n";
+    return kExitFailed;
+  }
+  out << "backup OK: " << dest << "\n"
+      << "  database:  " << source << "\n"
+      << "  results:   " << report->result_rows << " rows (schema version "
+      << report->schema_version << ")\n"
+      << "  size:      " << Mebibytes(report->bytes) << " (" << report->bytes << " bytes, "
+      << report->pages << " pages)\n"
+      << "  integrity: ok\n";
+  return kExitOk;
+}
+
 }  // namespace
 
 int RunCli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
@@ -152,7 +194,7 @@ int RunCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
     log::SetMinLevel(level);
   }
   if (command.empty()) return Usage(err, "no command given");
-  const size_t max_args = command == "check" ? 2 : 1;
+  const size_t max_args = command == "check" || command == "backup" ? 2 : 1;
   if (p.positional.size() > max_args) return Usage(err, "unexpected argument " + p.positional[max_args]);
   if (command != "check" && (!p.upstreams.empty() || !p.regions.empty() || p.timeout || p.ca_file || p.json || p.insecure)) {
     return Usage(err, "--upstream, --region, --timeout, --ca-file, --json and --insecure go with check");
@@ -161,6 +203,12 @@ int RunCli(const std::vector<std::string>& args, std::ostream& out, std::ostream
     return Usage(err, "--listen, --phase and --keep go with demo");
   }
   if (command != "notify-test" && p.notifier) return Usage(err, "--notifier goes with notify-test");
+  if (command != "backup" && p.force) return Usage(err, "--force goes with backup");
+  if (command == "backup") {
+    if (!p.config) return Usage(err, "backup needs --config FILE");
+    if (p.positional.size() < 2) return Usage(err, "backup needs a DEST file");
+    return Backup(*p.config, p.positional[1], p.force, out, err);
+  }
   if (command == "notify-test") {
     if (!p.config) return Usage(err, "notify-test needs --config FILE");
     if (!p.notifier) return Usage(err, "notify-test needs --notifier NAME");

@@ -923,6 +923,23 @@ Result<PruneStats> SqliteStore::Prune(SystemTime now, const StorageConfig& confi
   return stats;
 }
 
+Result<CheckpointStats> SqliteStore::Checkpoint() {
+  GW_STORE_CHECK_OWNER();
+  Stmt s;
+  if (sqlite3_prepare_v2(db_, "PRAGMA wal_checkpoint(TRUNCATE)", -1, s.out(), nullptr) !=
+      SQLITE_OK) {
+    return Error(LastError("prepare wal_checkpoint"));
+  }
+  // One row (busy, log, checkpointed); busy = 1 when a lock it needed stayed taken.
+  if (sqlite3_step(s.get()) != SQLITE_ROW)
+    return Error(LastError("PRAGMA wal_checkpoint(TRUNCATE)"));
+  CheckpointStats stats;
+  stats.complete = ColInt(s.get(), 0) == 0;
+  stats.wal_frames = ColInt(s.get(), 1);
+  stats.copied = ColInt(s.get(), 2);
+  return stats;
+}
+
 Result<void> SqliteStore::ExecForTest(const std::string& sql) {
   GW_STORE_CHECK_OWNER();
   return Exec(sql);

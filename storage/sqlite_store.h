@@ -22,6 +22,13 @@ struct sqlite3_stmt;
 
 namespace gatewatch::storage {
 
+// What one WAL checkpoint did (SqliteStore::Checkpoint).
+struct CheckpointStats {
+  bool complete = false;   // every WAL frame is in the database file and the WAL is empty
+  int64_t wal_frames = 0;  // frames left in the WAL (0 when complete: it was truncated)
+  int64_t copied = 0;      // of those, frames also in the database file
+};
+
 struct OpenOptions {
   bool read_only = false;  // no migration; fails unless the schema is current
   // How long a statement waits for another connection's lock before failing with "busy".
@@ -55,6 +62,13 @@ class SqliteStore final : public Store {
 
   // PRAGMA user_version.
   Result<int> SchemaVersion();
+
+  // PRAGMA wal_checkpoint(TRUNCATE): copies the WAL into the database file and truncates the
+  // WAL to zero bytes, so that the database file alone is complete. Waits up to busy_timeout
+  // for other connections' writes and read transactions; one still in the way leaves it
+  // incomplete (complete = false), which is not an error: nothing is lost, the WAL keeps
+  // what the file lacks. Idle connections (no open read transaction) are not in the way.
+  Result<CheckpointStats> Checkpoint();
 
   bool OnOwnerThread() const { return std::this_thread::get_id() == owner_; }
   const std::string& path() const { return path_; }

@@ -98,6 +98,30 @@ WriterStats Writer::Stats() const {
   return s;
 }
 
+WriteActivity Writer::Activity() const {
+  WriteActivity a;
+  // In this order: EndWrite() stores the outcome before clearing writing_since, so an
+  // attempt that just ended is never seen as neither running nor failed.
+  const int64_t since = writing_since_ns_.load();
+  a.last_commit_failed = last_commit_failed_.load();
+  if (since != kNotWriting) {
+    a.writing_since = SteadyTime(
+        std::chrono::duration_cast<SteadyTime::duration>(std::chrono::nanoseconds(since)));
+  }
+  return a;
+}
+
+void Writer::BeginWrite() {
+  writing_since_ns_.store(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(clock_.Steady().time_since_epoch())
+          .count());
+}
+
+void Writer::EndWrite(std::optional<bool> commit_failed) {
+  if (commit_failed) last_commit_failed_.store(*commit_failed);
+  writing_since_ns_.store(kNotWriting);
+}
+
 void Writer::Run(std::stop_token stop, std::promise<Result<void>>& opened) {
   // The connection is opened here so that it belongs to this thread for its whole life.
   auto store_or = SqliteStore::Open(options_.path, options_.open);
@@ -156,7 +180,27 @@ void Writer::Run(std::stop_token stop, std::promise<Result<void>>& opened) {
       if (queue_.empty()) break;
     }
   }
+  FinalCheckpoint(*store);
   store.reset();  // closed on this thread
+}
+
+void Writer::FinalCheckpoint(SqliteStore& store) {
+  // Closing checkpoints only when this is the last connection to the file; without this,
+  // committed rows may stay in the WAL, and the database file alone (a plain copy of it)
+  // would miss them, or every table.
+  auto r = store.Checkpoint();
+  if (!r) {
+    log::Warn("storage checkpoint at stop failed: the database file needs its -wal file")
+        .Kv("path", options_.path)
+        .Kv("error", r.error());
+  } else if (!r->complete) {
+    log::Warn(
+        "storage checkpoint at stop incomplete: another connection is still reading; the "
+        "database file needs its -wal file")
+        .Kv("path", options_.path)
+        .Kv("wal_frames", r->wal_frames)
+        .Kv("copied_frames", r->copied);
+  }
 }
 
 void Writer::WriteBatch(SqliteStore& store, std::vector<probes::ProbeResult>& batch) {
@@ -164,7 +208,9 @@ void Writer::WriteBatch(SqliteStore& store, std::vector<probes::ProbeResult>& ba
   bool committed = false;
   for (int attempt = 1; attempt <= options_.max_attempts; ++attempt) {
     const auto start = SteadyClock::now();
+    BeginWrite();
     auto r = store.Insert(batch);
+    EndWrite(/*commit_failed=*/!r);
     if (r) {
       const auto latency =
           std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - start);
@@ -203,7 +249,9 @@ void Writer::WriteBatch(SqliteStore& store, std::vector<probes::ProbeResult>& ba
 
 bool Writer::PruneStep(SqliteStore& store) {
   prune_steps_.fetch_add(1);
+  BeginWrite();
   auto r = store.Prune(clock_.Now(), options_.retention, options_.prune_max_rows);
+  EndWrite(std::nullopt);
   if (!r) {
     prune_errors_.fetch_add(1);
     log::Warn("storage prune failed").Kv("error", r.error());

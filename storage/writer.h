@@ -25,8 +25,8 @@
 // step follows right after the next batch, so deletion keeps pace with insertion; a step is
 // skipped while a full batch is waiting.
 //
-// Time: retention uses the injected Clock's Now(); batching and prune cadence use the real
-// steady clock (a condition variable waits on it).
+// Time: retention uses the injected Clock's Now(), and Activity() its Steady(); batching and
+// prune cadence use the real steady clock (a condition variable waits on it).
 
 #include <atomic>
 #include <chrono>
@@ -35,8 +35,10 @@
 #include <cstdint>
 #include <deque>
 #include <future>
+#include <limits>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stop_token>
 #include <string>
 #include <thread>
@@ -79,6 +81,16 @@ struct WriterStats {
   uint64_t prune_errors = 0;
 };
 
+// The writer's database writes as they happen (Writer::Activity()), for readiness: a locked
+// database shows here within one attempt, long before the attempt fails (busy_timeout).
+struct WriteActivity {
+  // When the write under way started (a batch commit attempt, or a prune step), by the
+  // Clock's Steady(); nullopt while none runs.
+  std::optional<SteadyTime> writing_since{};
+  // The last batch commit attempt failed; the next one that commits clears it.
+  bool last_commit_failed = false;
+};
+
 class Writer {
  public:
   // Opens the database on the new writer thread (migrating it) and returns once it is open;
@@ -101,11 +113,18 @@ class Writer {
   // `timeout`; true when done. Writes at once instead of waiting for flush_interval.
   bool Flush(std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
-  // Writes everything queued, then stops the thread and closes the connection. Idempotent.
-  // May take as long as the retries of the remaining batches when the database fails.
+  // Writes everything queued, checkpoints the WAL into the database file (TRUNCATE), then
+  // stops the thread and closes the connection. Idempotent. May take as long as the retries
+  // of the remaining batches when the database fails, plus busy_timeout for the checkpoint.
+  // Close every other connection to the database first: then the database file alone is
+  // complete and the -wal file is gone. A connection still inside a read transaction leaves
+  // the checkpoint incomplete (logged as a warning; nothing is lost, the WAL keeps it).
   void Stop();
 
   WriterStats Stats() const;
+
+  // Lock-free (atomics only): cheap enough for every /readyz request.
+  WriteActivity Activity() const;
 
  private:
   struct Pending {
@@ -117,6 +136,11 @@ class Writer {
   void Run(std::stop_token stop, std::promise<Result<void>>& opened);
   void WriteBatch(SqliteStore& store, std::vector<probes::ProbeResult>& batch);
   bool PruneStep(SqliteStore& store);  // true when more remains
+  void FinalCheckpoint(SqliteStore& store);
+  // Around every write to the database, for Activity(); commit_failed: a batch commit's
+  // outcome (nullopt for a prune step, which leaves last_commit_failed as it is).
+  void BeginWrite();
+  void EndWrite(std::optional<bool> commit_failed);
 
   const WriterOptions options_;
   const Clock& clock_;
@@ -134,6 +158,10 @@ class Writer {
   std::atomic<uint64_t> rows_rejected_{0}, rows_written_{0}, rows_lost_{0}, batches_{0},
       write_errors_{0}, prune_steps_{0}, rows_pruned_{0}, prune_errors_{0};
   std::atomic<int64_t> last_batch_latency_us_{0};
+  // Activity(): the Steady() nanoseconds of writing_since, or kNotWriting.
+  static constexpr int64_t kNotWriting = std::numeric_limits<int64_t>::min();
+  std::atomic<int64_t> writing_since_ns_{kNotWriting};
+  std::atomic<bool> last_commit_failed_{false};
 
   std::jthread thread_;  // last: started after every member above exists
 };

@@ -9,12 +9,15 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "fleet/raw_server.h"
 #include "storage/sqlite_store.h"
 #include "tests/support/listen_port.h"
 #include "tests/support/process.h"
 #include "tests/support/recording_target.h"
+#include "tests/support/sqlite_file.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/wait.h"
 #include "tests/support/webhook_receiver.h"
@@ -217,7 +220,7 @@ TEST_CASE("Lifecycle: /readyz fails while the database cannot be written, recove
   };
   REQUIRE(WaitFor([&] { return ready() == 200 && !target.RequestsOf("a").empty(); }, 20s));
 
-  // Another process holds the write lock: the writer's batches fail (after its busy timeout).
+  // Another process holds the write lock: the writer's commit attempts wait for it, then fail.
   sqlite3* lock = nullptr;
   REQUIRE(sqlite3_open(dir.File("gw.db").c_str(), &lock) == SQLITE_OK);
   REQUIRE(sqlite3_exec(lock, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr) == SQLITE_OK);
@@ -235,6 +238,54 @@ TEST_CASE("Lifecycle: /readyz fails while the database cannot be written, recove
 
   daemon.Signal(SIGTERM);
   CHECK(daemon.Wait(30s) == 0);
+}
+
+TEST_CASE("Lifecycle: after SIGTERM the database file alone is complete, though the API was read") {
+  testing::RecordingTarget target;
+  testing::TempDir dir, elsewhere;
+  const std::string config = dir.Write("gw.toml", Header(dir) + Monitor(target, "a"));
+  testing::Process daemon({GATEWATCH_BINARY, "run", "--config", config}, dir.File("out.log"),
+                          dir.File("err.log"));
+  const int port = testing::WaitForListenPort(dir.File("err.log"));
+  REQUIRE_MESSAGE(port > 0, ReadFile(dir.File("err.log")));
+  httplib::Client client("127.0.0.1", port);
+  client.set_read_timeout(5, 0);
+  // The API's and the status page's reads open the HTTP threads' read connections.
+  size_t served = 0;
+  REQUIRE(WaitFor(
+      [&] {
+        auto r = client.Get("/api/v1/monitors/a/results");
+        if (!r || r->status != 200) return false;
+        served = nlohmann::json::parse(r->body).at("results").size();
+        return served >= 2;
+      },
+      20s));
+  auto page = client.Get("/");
+  REQUIRE(page);
+  CHECK(page->status == 200);
+  auto list = client.Get("/api/v1/monitors");
+  REQUIRE(list);
+  CHECK(list->status == 200);
+
+  daemon.Signal(SIGTERM);
+  REQUIRE(daemon.Wait(15s) == std::optional<int>(0));
+  const std::string db = dir.File("gw.db");
+  std::error_code ec;
+  const auto wal_size = std::filesystem::file_size(db + "-wal", ec);
+  CHECK((ec || wal_size == 0));  // gone, or empty
+  const std::string log = ReadFile(dir.File("err.log"));
+  CHECK(log.find("storage checkpoint at stop") == std::string::npos);
+
+  // Only the database file, as a plain copy would take it.
+  const std::string copy = elsewhere.File("copy.db");
+  std::filesystem::copy_file(db, copy);
+  CHECK(testing::IntegrityCheck(copy) == "ok");
+  const int64_t rows = testing::QueryFileInt(copy, "SELECT COUNT(*) FROM results");
+  CHECK(rows >= static_cast<int64_t>(served));
+  MESSAGE("after stop: database file "
+          << std::filesystem::file_size(db) << " bytes, -wal "
+          << (ec ? std::string("gone") : std::to_string(wal_size) + " bytes")
+          << "; the file alone has " << rows << " results (the API had served " << served << ")");
 }
 
 TEST_CASE("Lifecycle: a config without monitors does not start, and a reload to one is refused") {

@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include <filesystem>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -9,6 +10,7 @@
 #include "probes/log.h"
 #include "tests/storage/samples.h"
 #include "tests/support/fake_clock.h"
+#include "tests/support/sqlite_file.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/wait.h"
 
@@ -117,6 +119,89 @@ TEST_CASE("Writer: Stop flushes everything queued, then Enqueue is refused") {
   writer->Stop();  // idempotent
   auto reader = OpenOrFail(dir.File("gw.db"), {.read_only = true});
   CHECK(RowsIn(*reader) == 123);
+}
+
+// Whether `path`-wal is gone or empty: the database file alone is the whole database.
+bool WalEmpty(const std::string& path) {
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path + "-wal", ec);
+  return ec || size == 0;
+}
+
+TEST_CASE("Writer: Stop checkpoints: the database file alone has every row, a reader still open") {
+  TempDir dir, elsewhere;
+  FakeClock clock;
+  const std::string path = dir.File("gw.db");
+  auto writer = StartOrFail(
+      {.path = path, .batch_rows = 10, .flush_interval = 5ms, .prune_interval = 0ms}, clock);
+  // Like an HTTP thread's connection: open, idle between queries.
+  auto reader = OpenOrFail(path, {.read_only = true});
+  for (int i = 0; i < 35; ++i) REQUIRE(writer->Enqueue(Simple("m", "local", kBaseMs + i)));
+  REQUIRE(writer->Flush(10s));
+  CHECK(RowsIn(*reader) == 35);
+  writer->Stop();
+  CHECK(WalEmpty(path));
+
+  // A plain copy of the database file, without its -wal, is complete.
+  const std::string copy = elsewhere.File("copy.db");
+  std::filesystem::copy_file(path, copy);
+  CHECK(gatewatch::testing::IntegrityCheck(copy) == "ok");
+  CHECK(gatewatch::testing::QueryFileInt(copy, "SELECT COUNT(*) FROM results") == 35);
+  CHECK(RowsIn(*reader) == 35);
+}
+
+TEST_CASE("Writer: a read transaction open at Stop leaves the checkpoint incomplete, logged") {
+  TempDir dir;
+  FakeClock clock;
+  LogCapture logs;
+  const std::string path = dir.File("gw.db");
+  auto writer = StartOrFail(
+      {.path = path, .open = {.busy_timeout = 10ms}, .flush_interval = 5ms, .prune_interval = 0ms},
+      clock);
+  auto reader = OpenOrFail(path, {.read_only = true});
+  for (int i = 0; i < 5; ++i) REQUIRE(writer->Enqueue(Simple("m", "local", kBaseMs + i)));
+  REQUIRE(writer->Flush(10s));
+  REQUIRE(reader->ExecForTest("BEGIN").has_value());
+  CHECK(RowsIn(*reader) == 5);  // the read transaction now holds its snapshot
+  writer->Stop();
+  CHECK(logs.Contains("storage checkpoint at stop incomplete", "path="));
+  CHECK_FALSE(WalEmpty(path));  // nothing lost: the WAL keeps the rows
+  REQUIRE(reader->ExecForTest("COMMIT").has_value());
+  CHECK(RowsIn(*reader) == 5);
+}
+
+TEST_CASE("Writer: Activity shows a commit waiting for a lock, then the outcome of the last one") {
+  TempDir dir;
+  FakeClock clock;
+  const std::string path = dir.File("gw.db");
+  auto blocker = OpenOrFail(path);
+  auto writer = StartOrFail({.path = path,
+                             .open = {.busy_timeout = 200ms},
+                             .flush_interval = 1ms,
+                             .prune_interval = 0ms,
+                             .max_attempts = 100'000,  // keep retrying until unblocked
+                             .retry_backoff = 1ms},
+                            clock);
+  WriteActivity idle = writer->Activity();
+  CHECK_FALSE(idle.writing_since.has_value());
+  CHECK_FALSE(idle.last_commit_failed);
+
+  REQUIRE(blocker->ExecForTest("BEGIN IMMEDIATE").has_value());
+  REQUIRE(writer->Enqueue(Simple("m", "local", kBaseMs)));
+  // The attempt waits for the lock, timed by the injected clock.
+  WriteActivity waiting;
+  REQUIRE(WaitFor([&] { return (waiting = writer->Activity()).writing_since.has_value(); }, 10s));
+  CHECK(waiting.writing_since == std::optional<SteadyTime>(clock.Steady()));
+  // After busy_timeout it fails, and stays failed through the retries.
+  REQUIRE(WaitFor([&] { return writer->Activity().last_commit_failed; }, 10s));
+  CHECK(writer->Activity().last_commit_failed);
+
+  REQUIRE(blocker->ExecForTest("COMMIT").has_value());
+  REQUIRE(writer->Flush(20s));
+  const WriteActivity after = writer->Activity();
+  CHECK_FALSE(after.writing_since.has_value());
+  CHECK_FALSE(after.last_commit_failed);
+  CHECK(writer->Stats().rows_written == 1);
 }
 
 TEST_CASE("Writer: a missing directory fails Start with a clear error") {

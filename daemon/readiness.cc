@@ -1,0 +1,37 @@
+#include "daemon/readiness.h"
+
+#include <cstdio>
+#include <utility>
+
+namespace gatewatch::daemon {
+
+std::string NotReadyReason(const storage::WriteActivity& writes, SteadyTime steady_now,
+                           SystemTime last_tick, SystemTime now) {
+  if (writes.writing_since && steady_now - *writes.writing_since > kMaxWriteWait) {
+    const double seconds =
+        std::chrono::duration<double>(steady_now - *writes.writing_since).count();
+    char text[128];
+    std::snprintf(text, sizeof text,
+                  "database writes are failing: a write has waited %.1fs (the database is locked "
+                  "or the disk stalls)",
+                  seconds);
+    return text;
+  }
+  if (writes.last_commit_failed) return "database writes are failing: the last commit failed";
+  if (now - last_tick > kMaxTickAge) return "the scheduler loop has not run for more than 5s";
+  return "";
+}
+
+Readiness::Readiness(const storage::Writer& writer, std::function<SystemTime()> last_tick,
+                     const Clock& clock)
+    : writer_(writer), last_tick_(std::move(last_tick)), clock_(clock) {}
+
+bool Readiness::Ready(std::string* why) const {
+  std::string reason =
+      NotReadyReason(writer_.Activity(), clock_.Steady(), last_tick_(), clock_.Now());
+  if (reason.empty()) return true;
+  *why = std::move(reason);
+  return false;
+}
+
+}  // namespace gatewatch::daemon
