@@ -29,7 +29,7 @@ struct ThreadStore {
   std::unique_ptr<storage::SqliteStore> store;  // opened and closed on this thread
   std::unique_ptr<storage::IncidentStore> incidents;
 };
-// One per HTTP pool thread: a SqliteStore is thread-bound, and opening one per request
+// One per HTTP worker thread: a SqliteStore is thread-bound, and opening one per request
 // costs an open() plus schema check each time for no benefit.
 thread_local ThreadStore t_store;
 

@@ -4,7 +4,7 @@
 // ({"error": "..."}) with 400 (a bad parameter, named in the message), 404 (unknown monitor)
 // or 500 (the database could not be read).
 //
-// Threads: handlers run on the HTTP server's pool. Each pool thread keeps its own read-only
+// Threads: handlers run on the HTTP listener's workers. Each worker keeps its own read-only
 // SqliteStore (a thread_local connection, opened on first use and reopened after an error;
 // storage/store.h: a Store is thread-bound), closed when the thread exits; HttpServer::Stop()
 // joins the pool, so the daemon stops the server before the writer (storage/writer.h Stop()).
