@@ -6,6 +6,8 @@
 #include <ctime>
 #include <nlohmann/json.hpp>
 
+#include "probes/text.h"
+
 namespace gatewatch::daemon {
 
 std::optional<std::string> HttpRequest::Param(const std::string& name) const {
@@ -72,12 +74,6 @@ namespace {
 
 bool Clean(const std::string& s) { return s.find_first_of(std::string_view("\r\n\0", 3)) == std::string::npos; }
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 // Whether Accept-Encoding admits gzip: "gzip", "x-gzip" or "*", without q=0.
 bool AcceptsGzip(const RequestHead& request) {
   const std::optional<std::string> accept = request.Header("accept-encoding");
@@ -85,7 +81,7 @@ bool AcceptsGzip(const RequestHead& request) {
   std::string_view rest = *accept;
   while (!rest.empty()) {
     const size_t comma = rest.find(',');
-    std::string item = Lower(rest.substr(0, comma));
+    std::string item = AsciiLower(rest.substr(0, comma));
     rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
     std::erase_if(item, [](char c) { return c == ' ' || c == '\t'; });
     const size_t semi = item.find(';');
@@ -103,7 +99,7 @@ bool AcceptsGzip(const RequestHead& request) {
 }
 
 bool Compressible(const std::string& content_type) {
-  const std::string type = Lower(content_type.substr(0, content_type.find(';')));
+  const std::string type = AsciiLower(content_type.substr(0, content_type.find(';')));
   return type.rfind("text/", 0) == 0 || type == "application/json" || type == "application/openmetrics-text" ||
          type == "application/javascript" || type == "image/svg+xml";
 }

@@ -4,6 +4,8 @@
 #include <cctype>
 #include <cstdint>
 
+#include "probes/text.h"
+
 namespace gatewatch::daemon {
 
 namespace {
@@ -18,12 +20,6 @@ bool IsToken(std::string_view s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return IsTokenChar(static_cast<unsigned char>(c)); });
 }
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
@@ -36,7 +32,7 @@ std::vector<std::string> ListElements(std::string_view value) {
   while (!value.empty()) {
     const size_t comma = value.find(',');
     const std::string_view item = Trim(value.substr(0, comma));
-    if (!item.empty()) out.push_back(Lower(item));
+    if (!item.empty()) out.push_back(AsciiLower(item));
     if (comma == std::string_view::npos) break;
     value.remove_prefix(comma + 1);
   }
@@ -224,7 +220,7 @@ RequestParser::State RequestParser::ParseHead() {
     if (head_.headers.size() >= limits_.max_headers) {
       return Fail(431, "more than " + std::to_string(limits_.max_headers) + " headers");
     }
-    head_.headers.emplace_back(Lower(line.substr(0, colon)), std::string(value));
+    head_.headers.emplace_back(AsciiLower(line.substr(0, colon)), std::string(value));
   }
 
   // Framing and connection semantics.
@@ -247,7 +243,7 @@ RequestParser::State RequestParser::ParseHead() {
         connection_keep_alive |= token == "keep-alive";
       }
     } else if (name == "expect") {
-      if (Lower(value) != "100-continue") return Fail(417, "only Expect: 100-continue is supported");
+      if (AsciiLower(value) != "100-continue") return Fail(417, "only Expect: 100-continue is supported");
       head_.expect_continue = true;
     }
   }

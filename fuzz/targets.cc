@@ -33,12 +33,6 @@ const daemon::Config& IngestConfig() {
   return config;
 }
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
-  return out;
-}
-
 }  // namespace
 
 int Config(const uint8_t* data, size_t size) {
@@ -85,7 +79,7 @@ int Response(const uint8_t* data, size_t size) {
     if (colon == std::string_view::npos) continue;
     std::string_view value = line.substr(colon + 1);
     while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
-    sample.headers.emplace_back(Lower(line.substr(0, colon)), std::string(value));
+    sample.headers.emplace_back(AsciiLower(line.substr(0, colon)), std::string(value));
     if (sample.headers.back().first == "content-length") {
       int64_t v = 0;
       for (char c : value) {

@@ -110,4 +110,12 @@ std::string RedactUserInfo(std::string_view url) {
   return std::string(url.substr(0, start)) + "***" + std::string(url.substr(start + at));
 }
 
+std::string AsciiLower(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
 }  // namespace gatewatch

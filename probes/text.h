@@ -26,6 +26,9 @@ std::string Quoted(std::string_view text);
 // line that may carry such bytes (a parser's message, a key path).
 std::string OneLine(std::string_view text);
 
+// `text` with ASCII letters lower-cased (header names, tokens); other bytes unchanged.
+std::string AsciiLower(std::string_view text);
+
 // An http(s) URL with the user info of its authority ("user:secret@") replaced by "***@";
 // anything else unchanged.
 std::string RedactUserInfo(std::string_view url);
