@@ -31,6 +31,7 @@ using namespace std::chrono_literals;
 using std::chrono::duration_cast;
 using std::chrono::milliseconds;
 using storage::OutboxMessage;
+using storage::RetryCause;
 using RealSteady = std::chrono::steady_clock;
 
 constexpr size_t kBodyKeep = 4096;   // response bytes kept: Discord's retry_after, the excerpt
@@ -44,6 +45,10 @@ constexpr Duration kMinRetryAfter = 100ms;  // "Retry-After: 0" must not become 
 constexpr Duration kStorePause = 1s;        // a lane waits after a failed database call
 constexpr int kMaxTurns = 100;              // messages one lane handles per loop turn
 constexpr double kJitter = 0.2;             // backoff * [0.8, 1.2]
+// The failure backoff stops growing here, whatever max_backoff says: a failing lane's oldest
+// message is tried again at most this long after a failed attempt, so a receiver that recovers
+// hears from its lane within this time (delivery.h: "Recovery").
+constexpr Duration kMaxFailureBackoff = 30s;
 
 void GlobalInit() {
   static std::once_flag once;
@@ -369,8 +374,8 @@ struct Delivery::Impl {
   void OnSent(Lane& lane, const OutboxMessage& m, const SendResult& res);
   void OnReposted(Lane& lane, size_t alerts, const SendResult& res);
   bool Delivered(Lane& lane, const OutboxMessage& m);
-  bool Retry(Lane& lane, const OutboxMessage& m, Duration delay, const std::string& reason,
-             const char* word);
+  bool Retry(Lane& lane, const OutboxMessage& m, Duration delay, RetryCause cause,
+             const std::string& reason, const char* word);
   bool GiveUp(Lane& lane, const OutboxMessage& m, const char* word, const std::string& reason);
   void Track(Lane& lane, const OutboxMessage& m, bool delivered);
   void PopFront(Lane& lane, int64_t id);
@@ -381,7 +386,7 @@ struct Delivery::Impl {
   void MaybePrune();
   void Poll(bool stopping, RealSteady::time_point deadline);
   void AbandonInFlight();
-  Duration Backoff(int attempts);
+  Duration Backoff(int failures);
   Lane& LaneFor(const std::string& name);
   void StoreFailed(Lane* lane, const char* op, const std::string& error);
   void Count(const std::string& notifier, const char* word, uint64_t n = 1);
@@ -687,17 +692,18 @@ void Delivery::Impl::OnSent(Lane& lane, const OutboxMessage& m, const SendResult
       Delivered(lane, m);
       return;
     case SendVerdict::kRetry: {
-      Duration delay = Backoff(m.attempts);
+      Duration delay = Backoff(m.failures);
       // A 503 that says when to come back is not asked sooner.
       if (res.retry_after) delay = std::max(delay, std::min(*res.retry_after, options.max_backoff));
-      Retry(lane, m, delay, Reason(res), "retry");
+      Retry(lane, m, delay, RetryCause::kFailure, Reason(res), "retry");
       return;
     }
     case SendVerdict::kRateLimited: {
-      const Duration asked = res.retry_after ? *res.retry_after : Backoff(m.attempts);
+      // An appointment, kept to the millisecond: no jitter, and the failure backoff stays.
+      const Duration asked = res.retry_after ? *res.retry_after : Backoff(m.failures);
       Retry(lane, m,
             std::clamp(asked, kMinRetryAfter, std::max(options.max_backoff, kMinRetryAfter)),
-            Reason(res), "rate_limited");
+            RetryCause::kRateLimited, Reason(res), "rate_limited");
       return;
     }
     case SendVerdict::kRejected:
@@ -748,10 +754,10 @@ bool Delivery::Impl::Delivered(Lane& lane, const OutboxMessage& m) {
   return true;
 }
 
-bool Delivery::Impl::Retry(Lane& lane, const OutboxMessage& m, Duration delay,
+bool Delivery::Impl::Retry(Lane& lane, const OutboxMessage& m, Duration delay, RetryCause cause,
                            const std::string& reason, const char* word) {
   const SystemTime next = clock.Now() + delay;
-  if (auto r = store->Reschedule(m.id, next, reason); !r) {
+  if (auto r = store->Reschedule(m.id, next, reason, cause); !r) {
     StoreFailed(&lane, "reschedule", r.error());
     return false;
   }
@@ -769,6 +775,7 @@ bool Delivery::Impl::Retry(Lane& lane, const OutboxMessage& m, Duration delay,
   if (!lane.queue.empty() && lane.queue.front().id == m.id) {
     OutboxMessage& head = lane.queue.front();
     head.attempts = m.attempts + 1;
+    head.failures = m.failures + (cause == RetryCause::kFailure ? 1 : 0);
     head.next_attempt_at = next;
     head.last_error = reason;
   }
@@ -882,10 +889,10 @@ void Delivery::Impl::AbandonInFlight() {
   }
 }
 
-Duration Delivery::Impl::Backoff(int attempts) {
+Duration Delivery::Impl::Backoff(int failures) {
   const double base = static_cast<double>(options.base_backoff.count());
-  const double cap = static_cast<double>(options.max_backoff.count());
-  const double grown = std::min(cap, base * std::pow(2.0, std::clamp(attempts, 0, 40)));
+  const double cap = static_cast<double>(std::min(options.max_backoff, kMaxFailureBackoff).count());
+  const double grown = std::min(cap, base * std::pow(2.0, std::clamp(failures, 0, 40)));
   std::uniform_real_distribution<double> jitter(1 - kJitter, 1 + kJitter);
   const double ms = std::min(cap, grown * jitter(rng));
   return Duration(std::max<int64_t>(1, static_cast<int64_t>(ms)));

@@ -5,20 +5,28 @@
 //
 //   outcome of one POST               what happens to the message            counted as
 //   2xx                               delivered (recorded)                   "delivered"
-//   5xx, 408, network error, timeout  retried after base * 2^attempts,       "retry"
-//                                     +-20 % jitter, capped at max_backoff
-//                                     (a 5xx Retry-After is a lower bound)
-//   429                               retried after Retry-After (seconds or  "rate_limited"
-//                                     HTTP-date) or Discord's body
-//                                     retry_after, whichever is later;
-//                                     backoff when neither; at least 100 ms,
-//                                     at most max_backoff
+//   5xx, 408, network error, timeout  a failure: failures + 1, retried       "retry"
+//                                     after base * 2^(failures before it),
+//                                     +-20 % jitter, capped at
+//                                     min(max_backoff, 30 s); a 5xx
+//                                     Retry-After is a lower bound (at most
+//                                     max_backoff)
+//   429                               not a failure (failures unchanged):    "rate_limited"
+//                                     retried exactly when Retry-After
+//                                     (seconds or HTTP-date) or Discord's
+//                                     body retry_after says, whichever is
+//                                     later, with no jitter, at least
+//                                     100 ms, at most max_backoff; when
+//                                     neither says, after the failure
+//                                     backoff of the failures so far
 //   other 1xx/3xx/4xx                 given up: permanent (redirects are     "rejected"
 //                                     not followed; a moved webhook is a
 //                                     config error)
 //   message older than max_age        given up before sending                "gave_up"
 //   notifier not in the config        given up ("unknown notifier")          "dropped"
 //   stored message is not valid JSON  given up                               "rejected"
+// OutboxMessage::attempts counts every attempt that did not deliver (failures and 429s);
+// OutboxMessage::failures only the failures, the exponent of the backoff.
 // Alertmanager re-posts (below) count per alert: "refreshed" / "refresh_failed".
 // Give-ups are logged at error level, the first failure of a message at warn level; no
 // log line, metric or stored last_error ever contains a notifier url or secret (SPEC 8).
@@ -29,6 +37,13 @@
 // requests run concurrently on one curl multi handle, each with its own overall deadline
 // (NotifierConfig::timeout), so a slow or dead receiver delays only its own lane. A lane
 // starts at most one request per min_interval (NotifierConfig::EffectiveMinInterval()).
+//
+// Recovery: only a lane's oldest message is ever tried, and its failure backoff never exceeds
+// 30 s, so while a receiver fails, its lane tries again at most 30 s after each failed attempt
+// ended. A receiver that recovers gets its next POST within 30 s of its last failed answer
+// (for a hanging receiver: of the request's timeout), however long it failed and however many
+// 429s it sent before; only its own last answer can ask for longer (a Retry-After, honoured
+// up to max_backoff), or a min_interval above 30 s.
 //
 // Alertmanager (type "alertmanager"): Alertmanager forgets an alert at its endsAt unless it is
 // re-posted. After a firing or reminder for (alert, monitor) is delivered, the pair is active
@@ -125,6 +140,8 @@ struct DeliveryOptions {
   std::string db_path;                    // the daemon's database (AlertStore::Open migrates it)
   std::vector<NotifierConfig> notifiers;  // validated configs; names are unique
   Duration base_backoff = std::chrono::seconds(1);
+  // The longest wait a receiver's Retry-After can impose; the failure backoff stops growing at
+  // min(max_backoff, 30 s) (the table above).
   Duration max_backoff = std::chrono::minutes(5);
   Duration alertmanager_repost = std::chrono::seconds(60);
   Duration prune_after = std::chrono::hours(24 * 7);  // audit retention of finished rows

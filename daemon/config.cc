@@ -1076,6 +1076,10 @@ std::string ConfigError::ToString() const {
 
 Result<Config, ConfigErrors> ParseConfig(std::string_view text, const std::string& source_name,
                                          const EnvLookup& env) {
+  if (auto bound = CheckTextBounds(text)) {
+    return Unexpected(
+        ConfigErrors{{source_name, bound->line, bound->column, "", std::move(bound->message)}});
+  }
   toml::table root;
   try {
     root = toml::parse(text, std::string_view(source_name));
@@ -1211,12 +1215,20 @@ Result<Config, ConfigErrors> LoadConfigFile(const std::string& path, const EnvLo
     return Unexpected(ConfigErrors{{path, 0, 0, "", "cannot read config file: " +
                                                         std::string(std::strerror(errno))}});
   }
-  std::ostringstream buf;
-  buf << in.rdbuf();
+  // One byte past the bound is enough for ParseConfig to report it; a huge file (or an
+  // endless one, such as /dev/zero) is never read whole.
+  std::string text;
+  while (text.size() <= kMaxConfigBytes && in) {
+    const size_t have = text.size();
+    const size_t want = std::min<size_t>(size_t{64} << 10, kMaxConfigBytes + 1 - have);
+    text.resize(have + want);
+    in.read(text.data() + have, static_cast<std::streamsize>(want));
+    text.resize(have + static_cast<size_t>(in.gcount()));
+  }
   if (in.bad()) {
     return Unexpected(ConfigErrors{{path, 0, 0, "", "error while reading config file"}});
   }
-  return ParseConfig(buf.str(), path, env);
+  return ParseConfig(text, path, env);
 }
 
 std::string Summarize(const Config& cfg) {

@@ -84,9 +84,11 @@ using ConfigErrors = std::vector<ConfigError>;
 // `allow_empty = true` (an empty or truncated file must not silently stop all probing).
 std::optional<ConfigError> RequireMonitors(const Config& config);
 
-// Parses config text; `source_name` is used in error messages.
+// Parses config text; `source_name` is used in error messages. Text beyond the bounds of
+// CheckTextBounds() (config_text.h) is one positioned error, and the TOML parser never sees it.
 Result<Config, ConfigErrors> ParseConfig(std::string_view text, const std::string& source_name,
                                          const EnvLookup& env = ProcessEnv());
+// Reads at most kMaxConfigBytes + 1 bytes of the file, then ParseConfig().
 Result<Config, ConfigErrors> LoadConfigFile(const std::string& path,
                                             const EnvLookup& env = ProcessEnv());
 

@@ -53,7 +53,7 @@ constexpr const char* kPending = "delivered_ms IS NULL AND given_up_ms IS NULL";
 // The columns ReadMessage() reads, in its order.
 constexpr const char* kMessageColumns =
     "id, notifier, alert, monitor, kind, message, created_ms, next_attempt_ms, attempts, "
-    "last_error";
+    "last_error, failures";
 
 OutboxMessage ReadMessage(sqlite3_stmt* s) {
   return OutboxMessage{
@@ -66,6 +66,7 @@ OutboxMessage ReadMessage(sqlite3_stmt* s) {
       .created_at = FromUnixMs(ColInt(s, 6)),
       .next_attempt_at = FromUnixMs(ColInt(s, 7)),
       .attempts = static_cast<int>(ColInt(s, 8)),
+      .failures = static_cast<int>(ColInt(s, 10)),
       .last_error = ColText(s, 9),
   };
 }
@@ -84,9 +85,10 @@ Result<std::unique_ptr<AlertStore>> AlertStore::Open(const std::string& path, co
   if (!store) return Error(store.error());
   auto version = (*store)->SchemaVersion();
   if (!version) return Error(version.error());
-  if (*version < 3) {
+  if (*version < 5) {
     return Error("storage: " + path + ": schema version " + std::to_string(*version) +
-                 " has no alert state or outbox (version 3; open it read-write once to migrate)");
+                 " predates this gatewatch's alert state and outbox (version 5; open it "
+                 "read-write once to migrate)");
   }
   return std::unique_ptr<AlertStore>(new AlertStore(std::move(*store), clock));
 }
@@ -197,8 +199,8 @@ Result<void> AlertStore::CommitInTransaction(
     Stmt s;
     if (sqlite3_prepare_v2(db,
                            "INSERT INTO outbox (notifier, alert, monitor, kind, message, "
-                           "created_ms, attempts, next_attempt_ms, last_error) VALUES (?1, ?2, "
-                           "?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                           "created_ms, attempts, next_attempt_ms, last_error, failures) VALUES "
+                           "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                            -1, s.out(), nullptr) != SQLITE_OK) {
       return Error(store_->LastError("prepare outbox insert"));
     }
@@ -213,6 +215,7 @@ Result<void> AlertStore::CommitInTransaction(
       rc |= BindInt(s.get(), 7, m.attempts);
       rc |= BindInt(s.get(), 8, ToUnixMs(m.next_attempt_at));
       rc |= BindText(s.get(), 9, m.last_error);
+      rc |= BindInt(s.get(), 10, m.failures);
       if (rc != SQLITE_OK) return Error(store_->LastError("bind outbox message"));
       if (sqlite3_step(s.get()) != SQLITE_DONE) {
         return Error(store_->LastError("enqueue " + m.kind + " for " + m.alert + "/" + m.monitor +
@@ -275,9 +278,13 @@ Result<void> AlertStore::MarkDelivered(int64_t id, SystemTime at) {
   return UpdatePending(id, "mark delivered", "delivered_ms = ?2", ToUnixMs(at), {});
 }
 
-Result<void> AlertStore::Reschedule(int64_t id, SystemTime next_attempt, const std::string& error) {
+Result<void> AlertStore::Reschedule(int64_t id, SystemTime next_attempt, const std::string& error,
+                                    RetryCause cause) {
   return UpdatePending(id, "reschedule",
-                       "attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3",
+                       cause == RetryCause::kFailure
+                           ? "attempts = attempts + 1, failures = failures + 1, next_attempt_ms = "
+                             "?2, last_error = ?3"
+                           : "attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3",
                        ToUnixMs(next_attempt), error);
 }
 

@@ -2,7 +2,8 @@
 // AlertStore: the persisted alert state and the notification outbox (SPEC section 8: "alert
 // state and the notification outbox live in SQLite, so a kill -9 and restart neither loses a
 // pending notification nor drops a resolved, and does not re-send a message whose delivery was
-// recorded"). Tables alert_state and outbox (schema version 3, see storage/sqlite_store.cc).
+// recorded"). Tables alert_state and outbox (schema version 3; outbox.failures since version 5;
+// see storage/sqlite_store.cc).
 //
 // Use: the evaluator's side calls LoadStates() on start-up and Commit() for every change; the
 // delivery thread calls Due(), then MarkDelivered() / Reschedule() / GiveUp() per message, and
@@ -54,11 +55,17 @@ struct OutboxMessage {
   std::string kind{};  // one of kOutboxKinds
   std::string message{};
   SystemTime created_at{}, next_attempt_at{};
-  int attempts = 0;          // failed attempts so far (Reschedule() adds one)
+  int attempts = 0;          // attempts that did not deliver so far (Reschedule() adds one)
+  int failures = 0;          // of those, the RetryCause::kFailure ones
   std::string last_error{};  // "" = none
 };
 
 inline constexpr const char* kOutboxKinds[] = {"firing", "resolved", "reminder", "test"};
+
+// Why an attempt did not deliver. A failure (the receiver or the network failed) is counted in
+// OutboxMessage::failures, which sets the retry backoff; a rate limit (the receiver asked to be
+// called later) is not.
+enum class RetryCause : uint8_t { kFailure, kRateLimited };
 
 // Due() returns at most this many messages, whatever the caller asks for.
 inline constexpr int kMaxDueLimit = 1'000;
@@ -68,7 +75,7 @@ class AlertStore {
   // Opens (read-write: creates if missing) the database at `path` with SqliteStore::Open()
   // and `options` (migrating it to the latest schema), on the calling thread. `clock` stamps
   // alert_state.updated_ms and must outlive the store. Fails when the schema is older than
-  // version 3 (only possible with options.read_only or migrate_to_version_for_test).
+  // version 5 (only possible with options.read_only or migrate_to_version_for_test).
   static Result<std::unique_ptr<AlertStore>> Open(const std::string& path, const Clock& clock,
                                                   const OpenOptions& options = {});
 
@@ -96,8 +103,10 @@ class AlertStore {
   // pending message (unknown, pruned, already delivered or given up).
   // MarkDelivered: recorded as delivered at `at`; never returned by Due() again.
   Result<void> MarkDelivered(int64_t id, SystemTime at);
-  // Reschedule: a failed attempt: attempts + 1, next attempt at `next_attempt`, last_error.
-  Result<void> Reschedule(int64_t id, SystemTime next_attempt, const std::string& error);
+  // Reschedule: an attempt that did not deliver: attempts + 1, failures + 1 when `cause` is
+  // kFailure, next attempt at `next_attempt`, last_error.
+  Result<void> Reschedule(int64_t id, SystemTime next_attempt, const std::string& error,
+                          RetryCause cause);
   // GiveUp: no more attempts; given up at `at` with `reason` as last_error. attempts is kept.
   Result<void> GiveUp(int64_t id, SystemTime at, const std::string& reason);
 

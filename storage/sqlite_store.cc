@@ -15,7 +15,7 @@
 
 namespace gatewatch::storage {
 
-// Schema (current version 4)
+// Schema (current version 5)
 //
 // results: one row per probe attempt (SPEC section 5), confirmed or not.
 //   id INTEGER PRIMARY KEY, monitor, region, started_at (unix ms), attempt, confirmed (0/1),
@@ -45,9 +45,10 @@ namespace gatewatch::storage {
 // outbox (version 3): notifications to deliver, at-least-once (SPEC section 8). id INTEGER
 //   PRIMARY KEY (creation order), notifier (config name), alert, monitor, kind ("firing",
 //   "resolved", "reminder" or "test"), message (JSON: the event, independent of any
-//   notifier's rendering), created_ms, attempts (failed attempts so far), next_attempt_ms,
-//   delivered_ms and given_up_ms (NULL until the message is delivered / given up; a row with
-//   both NULL is pending), last_error ('' = none).
+//   notifier's rendering), created_ms, attempts (attempts that did not deliver so far:
+//   failures and rate limits), failures (version 5: of those, the failures, which set the
+//   retry backoff), next_attempt_ms, delivered_ms and given_up_ms (NULL until the message is
+//   delivered / given up; a row with both NULL is pending), last_error ('' = none).
 //   Indexes: partial (next_attempt_ms) WHERE pending, for Due(), Pending() and
 //   NextAttempt(); partial (COALESCE(delivered_ms, given_up_ms)) WHERE finished, for the
 //   audit retention of PruneDelivered(). A state change and the messages it causes are
@@ -289,10 +290,18 @@ CREATE INDEX incidents_by_monitor ON incidents (monitor, opened_at);
 CREATE INDEX incidents_retention ON incidents (closed_at) WHERE closed_at IS NOT NULL;
 )sql";
 
+// Version 5: outbox.failures, so that rate limits (429) no longer grow the retry backoff.
+// Older rows counted every attempt that did not deliver in `attempts`; that is the most
+// failures they can have had.
+constexpr const char* kMigration5 = R"sql(
+ALTER TABLE outbox ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
+UPDATE outbox SET failures = attempts;
+)sql";
+
 // Migration i+1 takes the schema from version i to i+1. Never edit a released step: add one.
 const std::vector<std::string>& Migrations() {
   static const std::vector<std::string> steps = {kMigration1, Migration2(), kMigration3,
-                                                 kMigration4};
+                                                 kMigration4, kMigration5};
   return steps;
 }
 

@@ -22,6 +22,7 @@
 #include "alerting/notifiers/webhook.h"
 #include "probes/log.h"
 #include "storage/outbox.h"
+#include "tests/support/fake_clock.h"
 #include "tests/support/httplib_listen.h"
 #include "tests/support/temp_dir.h"
 #include "tests/support/wait.h"
@@ -192,10 +193,12 @@ Message Sample(Message::Kind kind, const std::string& alert = "shop-502",
   return m;
 }
 
-// The test thread's own connection to the database the delivery thread uses.
+// The test thread's own connection to the database the delivery thread uses. Messages are
+// stamped with `clock` (the Delivery's), or the real time.
 class Outbox {
  public:
-  explicit Outbox(const std::string& path) {
+  explicit Outbox(const std::string& path, const Clock* clock = nullptr)
+      : clock_(clock != nullptr ? *clock : real_clock_) {
     auto s = storage::AlertStore::Open(path, clock_);
     INFO((s ? std::string() : s.error()));
     REQUIRE(s.has_value());
@@ -232,7 +235,8 @@ class Outbox {
   }
 
  private:
-  RealClock clock_;
+  RealClock real_clock_;
+  const Clock& clock_;
   std::unique_ptr<storage::AlertStore> store_;
 };
 
@@ -586,6 +590,7 @@ TEST_CASE("Delivery: 500 three times, then 200: delivered once after growing bac
   CHECK(gaps[2] >= 315);
   CHECK(gaps[2] > gaps[0]);
   CHECK(outbox.Query("SELECT attempts FROM outbox") == 3);
+  CHECK(outbox.Query("SELECT failures FROM outbox") == 3);
   CHECK(outbox.Query("SELECT last_error = 'http 503: ok' FROM outbox") == 1);
   CHECK(outbox.Pending() == 0);
   // One line for the first failure only, and never the url.
@@ -622,6 +627,108 @@ TEST_CASE("Delivery: 429 Retry-After and Discord's retry_after are honoured") {
   CHECK(Millis(a[1].at - a[0].at) >= 1'990);
   CHECK(Millis(b[1].at - b[0].at) >= 1'490);
   CHECK(Millis(a[1].at - a[0].at) < 8'000);  // not a backoff off the scale either
+}
+
+// Milliseconds from the fake clock's now to the stored next attempt of the only message.
+int64_t StoredWaitMs(Outbox& outbox, const Clock& clock) {
+  const int64_t now_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(clock.Now().time_since_epoch()).count();
+  return outbox.Query("SELECT next_attempt_ms FROM outbox") - now_ms;
+}
+
+TEST_CASE("Delivery: after 500s and 429s, a recovered receiver is reached within 30 s") {
+  TempDir dir;
+  const std::string path = dir.File("gw.db");
+  testing::FakeClock clock;
+  Receiver rx;
+  // 12 failures (2^12 s would be far beyond 30 s) with a 429 after every other one; the last
+  // answer is a failure, and the receiver is healthy after it.
+  const Reply limited{.status = 429, .body = "slow down", .headers = {{"Retry-After", "3"}}};
+  std::vector<Reply> burst;
+  for (int i = 0; i < 12; ++i) {
+    burst.push_back({.status = i % 3 == 0 ? 503 : 500});
+    if (i % 2 == 0) burst.push_back(limited);
+  }
+  rx.Script(burst);
+  Outbox outbox(path, &clock);
+  outbox.Add({{"ops", Sample(Message::Kind::kFiring)}});
+  DeliveryOptions o = Options(path, {Hook("ops", rx)});
+  o.base_backoff = 1s;  // the daemon's defaults
+  o.max_backoff = 5min;
+  auto d = StartOrFail(std::move(o), clock);
+
+  int64_t failures = 0;
+  for (size_t i = 0; i < burst.size(); ++i) {
+    CAPTURE(i);
+    // Answered and recorded: the stored schedule is the one the delivery thread follows.
+    REQUIRE(WaitFor([&] { return outbox.Query("SELECT attempts FROM outbox") == int64_t(i) + 1; }));
+    CHECK(rx.Count() == i + 1);
+    const int64_t wait = StoredWaitMs(outbox, clock);
+    CAPTURE(wait);
+    if (burst[i].status == 429) {
+      CHECK(wait == 3'000);
+    } else {
+      // base * 2^(failures before) * [0.8, 1.2], at most 30 s.
+      const double grown = std::min(30'000.0, 1'000.0 * std::pow(2.0, double(failures)));
+      ++failures;
+      CHECK(wait >= int64_t(grown * 0.8) - 1);
+      CHECK(wait <= 30'000);
+    }
+    CHECK(outbox.Query("SELECT failures FROM outbox") == failures);
+    clock.Advance(std::chrono::milliseconds(wait));
+    d->Wake();
+  }
+  // The receiver is healthy from its last failed answer on; the wait after that was within
+  // 30 s, and the attempt at its end delivers.
+  REQUIRE(WaitFor([&] { return Counted(*d, "ops", "delivered") == 1; }));
+  CHECK(rx.Count() == burst.size() + 1);
+  CHECK(failures == 12);
+  CHECK(Counted(*d, "ops", "retry") == 12);
+  CHECK(Counted(*d, "ops", "rate_limited") == 6);
+  CHECK(outbox.Query("SELECT attempts FROM outbox") == 18);
+  CHECK(outbox.Query("SELECT failures FROM outbox") == 12);
+}
+
+TEST_CASE("Delivery: a 429 with Retry-After: 7 is retried exactly 7 s later and is no failure") {
+  TempDir dir;
+  const std::string path = dir.File("gw.db");
+  testing::FakeClock clock;
+  Receiver rx;
+  rx.Script({{.status = 500},
+             {.status = 500},
+             {.status = 500},
+             {.status = 429, .body = "slow down", .headers = {{"Retry-After", "7"}}},
+             {.status = 500}});
+  Outbox outbox(path, &clock);
+  outbox.Add({{"ops", Sample(Message::Kind::kFiring)}});
+  DeliveryOptions o = Options(path, {Hook("ops", rx)});
+  o.base_backoff = 1s;
+  o.max_backoff = 5min;
+  auto d = StartOrFail(std::move(o), clock);
+  auto answered = [&](int64_t attempts) {
+    REQUIRE(WaitFor([&] { return outbox.Query("SELECT attempts FROM outbox") == attempts; }));
+    return StoredWaitMs(outbox, clock);
+  };
+  for (int64_t failed = 1; failed <= 3; ++failed) {
+    clock.Advance(std::chrono::milliseconds(answered(failed)));
+    d->Wake();
+  }
+  const int64_t limited = answered(4);
+  CHECK(limited == 7'000);
+  CHECK(outbox.Query("SELECT failures FROM outbox") == 3);
+  CHECK(Counted(*d, "ops", "rate_limited") == 1);
+  clock.Advance(7s);
+  d->Wake();
+  // The next failure backs off as the fourth failure: base * 2^3 = 8 s +-20 %, not 2^4.
+  const int64_t after = answered(5);
+  CAPTURE(after);
+  CHECK(after >= 6'400 - 1);
+  CHECK(after <= 9'600);
+  CHECK(outbox.Query("SELECT failures FROM outbox") == 4);
+  clock.Advance(std::chrono::milliseconds(after));
+  d->Wake();
+  REQUIRE(WaitFor([&] { return Counted(*d, "ops", "delivered") == 1; }));
+  CHECK(rx.Count() == 6);
 }
 
 TEST_CASE("Delivery: a receiver hanging past the timeout is cut off, retried and reached") {

@@ -177,5 +177,17 @@ TEST_CASE("CLI: the shipped ten-mistakes config gives ten precise errors and exi
   CHECK(r.err == want);
 }
 
+TEST_CASE("CLI: validate refuses a key of 40,000 dotted parts with a positioned error, no crash") {
+  testing::TempDir dir;
+  std::string key = "a";
+  for (int i = 1; i < 40'000; ++i) key += ".a";  // 80 KB on one line
+  const std::string file = dir.Write("deep.toml", key + " = 1\n");
+  auto r = testing::RunCommand({GATEWATCH_BINARY, "validate", "--config", file});
+  CHECK(r.exit_code == kExitUsage);
+  CHECK(r.out.empty());
+  CHECK(r.err == file + ":1:129: a key has more than 64 dotted parts (the limit)\n1 error in " +
+                     file + "\n");
+}
+
 }  // namespace
 }  // namespace gatewatch::daemon

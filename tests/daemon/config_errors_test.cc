@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "daemon/config.h"
+#include "tests/support/temp_dir.h"
 
 namespace gatewatch::daemon {
 namespace {
@@ -303,6 +304,197 @@ TEST_CASE("Config errors: unreadable file is one clear error") {
   REQUIRE(result.error().size() == 1);
   CHECK(result.error()[0].ToString() ==
         "/nonexistent/gatewatch.toml: cannot read config file: No such file or directory");
+}
+
+// --- Bounds on the text, checked before the TOML parser sees it --------------------------
+
+// "a.a.a...": `parts` copies of `part` joined by `dot`.
+std::string DottedKey(int parts, const std::string& part = "a", const std::string& dot = ".") {
+  std::string key = part;
+  for (int i = 1; i < parts; ++i) key += dot + part;
+  return key;
+}
+
+std::string Repeat(const std::string& s, int n) {
+  std::string out;
+  out.reserve(s.size() * static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) out += s;
+  return out;
+}
+
+struct BoundCase {
+  const char* name;
+  std::string toml;
+  int line;
+  int column;
+  std::string message;
+};
+
+void CheckOneError(const ConfigErrors& errors, const std::string& file, int line, int column,
+                   const std::string& message) {
+  REQUIRE(errors.size() == 1);
+  const ConfigError& e = errors[0];
+  CHECK(e.file == file);
+  CHECK(e.line == line);
+  CHECK(e.column == column);
+  CHECK(e.path.empty());
+  CHECK(e.message == message);
+  CHECK(e.ToString() ==
+        file + ":" + std::to_string(line) + ":" + std::to_string(column) + ": " + message);
+}
+
+void CheckBoundCases(const std::vector<BoundCase>& cases) {
+  for (const BoundCase& c : cases) {
+    CAPTURE(c.name);
+    auto result = ParseConfig(c.toml, "bad.toml", TestEnv());
+    REQUIRE_FALSE(result.has_value());
+    CheckOneError(result.error(), "bad.toml", c.line, c.column, c.message);
+  }
+}
+
+const std::string kKeyLimit = "a key has more than 64 dotted parts (the limit)";
+const std::string kNestLimit = "arrays and inline tables are nested more than 64 deep (the limit)";
+const std::string kLineLimit = "a line is longer than 64 KiB (the limit)";
+const std::string kSizeLimit = "the file is larger than 4 MiB (the limit)";
+
+TEST_CASE("Config bounds: a key of more than 64 dotted parts is refused at its 65th part") {
+  const std::string huge = DottedKey(40'000);  // 80 KB on one line
+  CheckBoundCases({
+      // "a." is 2 columns a part: part 65 starts at column 129.
+      {"key/value line", huge + " = 1\n", 1, 129, kKeyLimit},
+      {"after other lines", "[server]\nregion = \"x\"\n\n" + huge + " = 1\n", 4, 129, kKeyLimit},
+      {"[table] header", "[" + huge + "]\n", 1, 130, kKeyLimit},
+      {"[[array]] header", "[[" + huge + "]]\n", 1, 131, kKeyLimit},
+      {"blanks around the dots", "[[ " + DottedKey(100, "a", " . ") + " ]]\n", 1, 260, kKeyLimit},
+      {"key in an inline table", "x = { b = 1, " + huge + " = 2 }\n", 1, 142, kKeyLimit},
+      {"inline table in an array", "x = [ { " + huge + " = 2 } ]\n", 1, 137, kKeyLimit},
+      // Dots and brackets inside quoted parts are part of the part.
+      {"quoted parts", DottedKey(100, "\"a.b\"") + " = 1\n", 1, 385, kKeyLimit},
+      {"literal parts", DottedKey(100, "'[{'") + " = 1\n", 1, 321, kKeyLimit},
+      {"after a multi-line string", "body = \"\"\"\n[[x]]\n\"\"\"\n" + huge + " = 1\n", 4, 129,
+       kKeyLimit},
+      // Columns count characters: "é" is 2 bytes, 1 column.
+      {"columns count characters", DottedKey(100, "\"\u00e9\"") + " = 1\n", 1, 257, kKeyLimit},
+  });
+  // 64 parts are within the bound: the parser reads the key, and the schema does not know it.
+  auto at_limit = ParseConfig(DottedKey(64) + " = 1\n", "ok.toml", TestEnv());
+  REQUIRE_FALSE(at_limit.has_value());
+  REQUIRE(at_limit.error().size() == 1);
+  CHECK(at_limit.error()[0].message.find("unknown key") != std::string::npos);
+}
+
+TEST_CASE("Config bounds: arrays and inline tables nested more than 64 deep are refused") {
+  CheckBoundCases({
+      // The opening bracket of level 65: column 5 + 64.
+      {"100,000 arrays", "x = " + Repeat("[", 100'000) + "\n", 1, 69, kNestLimit},
+      // "{a=" is 3 columns a level: level 65 opens at column 5 + 3 * 64.
+      {"5,000 inline tables", "x = " + Repeat("{a=", 5'000) + "1" + Repeat("}", 5'000) + "\n", 1,
+       197, kNestLimit},
+      {"arrays of inline tables", "x = " + Repeat("[{a=", 40) + "\n", 1, 5 + 4 * 32, kNestLimit},
+      {"one array per line", "x = [\n" + Repeat("[\n", 100) + "1" + Repeat("]", 101) + "\n", 65, 1,
+       kNestLimit},
+      {"after brackets in strings and comments",
+       "# [[[[{{{{\nx = [ \"]]]]\", ']]]]', \"\"\"\n]]]]\"\"\", # ]]]]\n " + Repeat("[", 64) + "\n",
+       4, 65, kNestLimit},
+  });
+  // 64 levels are within the bound: parsed, and refused by the schema only.
+  auto at_limit =
+      ParseConfig("x = " + Repeat("[", 64) + "1" + Repeat("]", 64) + "\n", "ok.toml", TestEnv());
+  REQUIRE_FALSE(at_limit.has_value());
+  REQUIRE(at_limit.error().size() == 1);
+  CHECK(at_limit.error()[0].message.find("unknown key") != std::string::npos);
+}
+
+TEST_CASE("Config bounds: the deepest text within the bounds is parsed") {
+  // Every level of nesting an inline table under a key of 64 parts, in a table of 64 parts:
+  // about 4,200 nested tables, which toml++ handles in well under 1 MiB of stack.
+  const std::string key = DottedKey(64, "k");
+  const std::string toml = "[" + key + "]\n" + key + " = " + Repeat("{" + key + " = ", 64) + "1" +
+                           Repeat("}", 64) + "\n";
+  auto result = ParseConfig(toml, "deep.toml", TestEnv());
+  REQUIRE_FALSE(result.has_value());
+  REQUIRE(result.error().size() == 1);
+  CHECK(result.error()[0].ToString() == "deep.toml:1:2: k: unknown key");
+}
+
+TEST_CASE("Config bounds: a line longer than 64 KiB is refused at its first byte beyond") {
+  const std::string mib(1 << 20, 'a');
+  CheckBoundCases({
+      {"a 1 MiB string", "x = \"" + mib + "\"\n", 1, 65'537, kLineLimit},
+      {"a 1 MiB comment on line 3", "[server]\n\n#" + mib + "\n", 3, 65'537, kLineLimit},
+      {"the last line, without a newline", "x = 1\ny = '" + mib, 2, 65'537, kLineLimit},
+      // "# " then 2-byte characters: the first byte beyond 64 KiB starts character 32,770.
+      {"columns count characters", "# " + Repeat("\u00e9", 40'000) + "\n", 1, 32'770, kLineLimit},
+      // Whichever bound comes first in the text is reported.
+      {"a long key on a long line", DottedKey(40'000) + " = 1\n", 1, 129, kKeyLimit},
+      {"a long line before a long key", "# " + mib + "\n" + DottedKey(100) + " = 1\n", 1, 65'537,
+       kLineLimit},
+  });
+  // Exactly 64 KiB is within the bound.
+  auto at_limit = ParseConfig("#" + std::string((64 << 10) - 1, 'a') + "\n", "ok.toml", TestEnv());
+  CHECK(at_limit.has_value());
+}
+
+TEST_CASE("Config bounds: a file over 4 MiB is refused without being read whole") {
+  testing::TempDir dir;
+  // 64-byte comment lines: 4 MiB is 65,536 of them, and the first byte beyond starts line 65,537.
+  const std::string line = "#" + std::string(62, 'x') + "\n";
+  const std::string four_mib = Repeat(line, 65'536);
+  REQUIRE(four_mib.size() == size_t{4} << 20);
+
+  const std::string over = dir.Write("over.toml", four_mib + line);
+  auto result = LoadConfigFile(over, TestEnv());
+  REQUIRE_FALSE(result.has_value());
+  CheckOneError(result.error(), over, 65'537, 1, kSizeLimit);
+
+  // A file that never ends is read up to the bound, then refused.
+  auto endless = LoadConfigFile("/dev/zero", TestEnv());
+  REQUIRE_FALSE(endless.has_value());
+  CheckOneError(endless.error(), "/dev/zero", 1, (4 << 20) + 1, kSizeLimit);
+
+  // ParseConfig holds the same bound for text from elsewhere.
+  auto text = ParseConfig(four_mib + line, "big.toml", TestEnv());
+  REQUIRE_FALSE(text.has_value());
+  CheckOneError(text.error(), "big.toml", 65'537, 1, kSizeLimit);
+
+  // Exactly 4 MiB is within the bound.
+  auto ok = LoadConfigFile(dir.Write("at-limit.toml", four_mib), TestEnv());
+  if (!ok) {
+    for (const auto& e : ok.error()) MESSAGE(e.ToString());
+  }
+  CHECK(ok.has_value());
+}
+
+TEST_CASE("Config bounds: dots, brackets and braces in strings and comments count for nothing") {
+  const std::string dots = DottedKey(500);                                // a.a.a..., 499 dots
+  const std::string brackets = Repeat("[[{{", 200) + Repeat("}}]]", 50);  // unbalanced, too
+  const std::string toml =
+      "# " + dots + " " + brackets + "\n" + "[[monitors]] # " + brackets + "\n" +
+      "name = \"shop\"\n" + "url = \"http://127.0.0.1:1/" + dots + "\"\n" + "method = \"POST\"\n" +
+      // Multi-line basic: an escaped quote, escaped triple quotes, a line-ending backslash and
+      // two quotes just inside the closing three.
+      "body = \"\"\"\n" + brackets + " \\\" \\\"\\\"\\\" " + dots + " \\\n   " + brackets +
+      "\"\"\"\"\"\n" +
+      // Multi-line literal: no escapes; two quotes just inside the closing three.
+      "body_contains = '''" + brackets + " \\\n" + dots + " '''''\n" +
+      "headers = { \"X-Dots\" = \"" + dots + "\", X-Brackets = '" + brackets +
+      "', X-Escaped = \"\\\"" + brackets + "\\\\\" }\n" + "expect_status = [ # " + brackets + "\n" +
+      "  200, # " + dots + "\n" + "  \"3xx\", # ]]]] }}}}\n" + "]\n" + "\n[[silences]]\n" +
+      "monitors = [\"shop\"]\n" + "start = 2026-12-05T22:00:00.5Z\n" +
+      "end = 2026-12-06T02:00:00Z\n" + "comment = '" + dots + " \\'\n";
+  auto result = ParseConfig(toml, "strings.toml", TestEnv());
+  if (!result) {
+    for (const auto& e : result.error()) MESSAGE(e.ToString());
+  }
+  REQUIRE(result.has_value());
+  REQUIRE(result->monitors.size() == 1);
+  const auto& m = result->monitors[0];
+  CHECK(m.url == "http://127.0.0.1:1/" + dots);
+  CHECK(m.probe.body == brackets + " \" \"\"\" " + dots + " " + brackets + "\"\"");
+  CHECK(m.body_contains == brackets + " \\\n" + dots + " ''");
+  CHECK(m.probe.headers.size() == 3);
+  REQUIRE(result->silences.size() == 1);
+  CHECK(result->silences[0].comment == dots + " \\");
 }
 
 }  // namespace

@@ -321,5 +321,36 @@ TEST_CASE("Lifecycle: a config without monitors does not start, and a reload to 
   CHECK(daemon.Wait(15s) == std::optional<int>(0));
 }
 
+TEST_CASE("Lifecycle: a reload to a key of 40,000 dotted parts is refused, and probing goes on") {
+  testing::RecordingTarget target;
+  testing::TempDir dir;
+  const std::string config = dir.Write("gw.toml", Header(dir) + Monitor(target, "keep"));
+  testing::Process daemon({GATEWATCH_BINARY, "run", "--config", config}, dir.File("out.log"),
+                          dir.File("err.log"));
+  REQUIRE_MESSAGE(WaitFor([&] { return target.RequestsOf("keep").size() >= 2; }, 20s),
+                  ReadFile(dir.File("err.log")));
+
+  // The old monitor, then a key of 40,000 dotted parts (80 KB on one line).
+  std::string key = "a";
+  for (int i = 1; i < 40'000; ++i) key += ".a";
+  const std::string kept = Header(dir) + Monitor(target, "keep");
+  dir.Write("gw.toml", kept + key + " = 1\n");
+  const auto key_line = std::count(kept.begin(), kept.end(), '\n') + 1;
+  daemon.Signal(SIGHUP);
+  const std::string refusal = "msg=\"config reload failed, keeping the previous config\" error=\"" +
+                              config + ":" + std::to_string(key_line) +
+                              ":129: a key has more than 64 dotted parts (the limit)\"";
+  REQUIRE_MESSAGE(
+      WaitFor([&] { return ReadFile(dir.File("err.log")).find(refusal) != std::string::npos; }),
+      ReadFile(dir.File("err.log")));
+  CHECK(daemon.Running());
+  const size_t before = target.RequestsOf("keep").size();
+  CHECK(WaitFor([&] { return target.RequestsOf("keep").size() >= before + 2; }, 10s));
+  CHECK(daemon.Running());
+  CHECK(ReadFile(dir.File("err.log")).find("msg=\"config reloaded\"") == std::string::npos);
+  daemon.Signal(SIGTERM);
+  CHECK(daemon.Wait(15s) == std::optional<int>(0));
+}
+
 }  // namespace
 }  // namespace gatewatch::daemon

@@ -161,6 +161,74 @@ TEST_CASE("AlertStore: migrates a version 2 database, keeping its results") {
   }
 }
 
+TEST_CASE("AlertStore: migrates a version 4 outbox, whose failures start at its attempts") {
+  TempDir dir;
+  const std::string path = dir.File("gw.db");
+  FakeClock clock;
+  {
+    // The schema and rows as a version 4 gatewatch wrote them: attempts counted every attempt
+    // that did not deliver, rate limits included.
+    auto v4 = SqliteStore::Open(path, {.migrate_to_version_for_test = 4});
+    REQUIRE(v4.has_value());
+    auto version = (*v4)->SchemaVersion();
+    REQUIRE(version.has_value());
+    REQUIRE(*version == 4);
+    CHECK_FALSE((*v4)->QueryIntForTest("SELECT MAX(failures) FROM outbox").has_value());
+    const std::string t = std::to_string(kBaseMs);
+    RequireOk((*v4)->ExecForTest(
+        "INSERT INTO outbox (notifier, alert, monitor, kind, message, created_ms, attempts, "
+        "next_attempt_ms, last_error) VALUES ('slack', 'down', 'shop', 'firing', '{}', " +
+        t + ", 3, " + t + ", 'http 503'), ('slack', 'down', 'shop', 'resolved', '{}', " + t +
+        ", 0, " + t + ", '')"));
+    RequireOk((*v4)->ExecForTest(
+        "INSERT INTO outbox (notifier, alert, monitor, kind, message, created_ms, attempts, "
+        "next_attempt_ms, delivered_ms) VALUES ('slack', 'slow', 'api', 'firing', '{}', " +
+        t + ", 2, " + t + ", " + t + ")"));
+  }
+  SUBCASE("an AlertStore on a version 4 schema is refused") {
+    auto old = AlertStore::Open(path, clock, {.migrate_to_version_for_test = 4});
+    REQUIRE_FALSE(old.has_value());
+    CHECK(old.error().find("schema version 4") != std::string::npos);
+  }
+  SUBCASE("a normal open migrates, and rate limits no longer count as failures") {
+    auto store = OpenOrFail(path, clock);
+    CHECK(QueryOrFail(*store, "PRAGMA user_version") == SqliteStore::LatestSchemaVersion());
+    CHECK(QueryOrFail(*store,
+                      "SELECT failures FROM outbox WHERE kind = 'firing' AND "
+                      "alert = 'slow'") == 2);
+    auto pending = store->PendingOf("slack", 10);
+    REQUIRE(pending.has_value());
+    REQUIRE(pending->size() == 2);
+    const OutboxMessage head = (*pending)[0];
+    CHECK(head.kind == "firing");
+    CHECK(head.attempts == 3);
+    CHECK(head.failures == 3);  // at most every earlier attempt failed
+    CHECK(head.last_error == "http 503");
+    CHECK((*pending)[1].attempts == 0);
+    CHECK((*pending)[1].failures == 0);
+
+    RequireOk(
+        store->Reschedule(head.id, Ms(kBaseMs + 7'000), "http 429", RetryCause::kRateLimited));
+    RequireOk(store->Reschedule(head.id, Ms(kBaseMs + 9'000), "http 500", RetryCause::kFailure));
+    pending = store->PendingOf("slack", 1);
+    REQUIRE(pending.has_value());
+    REQUIRE(pending->size() == 1);
+    CHECK(pending->front().attempts == 5);
+    CHECK(pending->front().failures == 4);
+    CHECK(pending->front().next_attempt_at == Ms(kBaseMs + 9'000));
+
+    // New messages start with no failures; failures are stored as given.
+    OutboxMessage fresh = Message("slack", "firing", kBaseMs + 10'000);
+    fresh.failures = 2;
+    CommitOrFail(*store, {}, {}, {Message("slack", "firing", kBaseMs + 10'000), fresh});
+    pending = store->PendingOf("slack", 10);
+    REQUIRE(pending.has_value());
+    REQUIRE(pending->size() == 4);
+    CHECK((*pending)[2].failures == 0);
+    CHECK((*pending)[3].failures == 2);
+  }
+}
+
 TEST_CASE("AlertStore: alert states round-trip, are replaced and removed") {
   TempDir dir;
   const std::string path = dir.File("gw.db");
@@ -326,8 +394,10 @@ TEST_CASE("Outbox: delivered, rescheduled and given-up messages leave the pendin
     RequireOk(store->MarkDelivered(a, Ms(kBaseMs + 10)));
     CHECK(PendingOrFail(*store) == 2);
 
-    RequireOk(store->Reschedule(b, Ms(kBaseMs + 60'000), "http 503"));
-    RequireOk(store->Reschedule(b, Ms(kBaseMs + 120'000), "timeout after 10s"));
+    RequireOk(store->Reschedule(b, Ms(kBaseMs + 30'000), "http 429", RetryCause::kRateLimited));
+    RequireOk(store->Reschedule(b, Ms(kBaseMs + 60'000), "http 503", RetryCause::kFailure));
+    RequireOk(
+        store->Reschedule(b, Ms(kBaseMs + 120'000), "timeout after 10s", RetryCause::kFailure));
     CHECK(PendingOrFail(*store) == 2);  // rescheduled is still pending
     due = DueOrFail(*store, Ms(kBaseMs + 60'000), 10);
     REQUIRE(due.size() == 1);
@@ -339,7 +409,8 @@ TEST_CASE("Outbox: delivered, rescheduled and given-up messages leave the pendin
     due = DueOrFail(*store, Ms(kBaseMs + 120'000), 10);
     REQUIRE(due.size() == 2);
     CHECK(due[0].id == b);
-    CHECK(due[0].attempts == 2);
+    CHECK(due[0].attempts == 3);
+    CHECK(due[0].failures == 2);  // the 429 is not a failure
     CHECK(due[0].last_error == "timeout after 10s");
     CHECK(due[0].next_attempt_at == Ms(kBaseMs + 120'000));
 
@@ -362,7 +433,7 @@ TEST_CASE("Outbox: delivered, rescheduled and given-up messages leave the pendin
       auto r = store->MarkDelivered(id, Ms(kBaseMs + 30));
       REQUIRE_FALSE(r.has_value());
       CHECK(r.error().find("not pending") != std::string::npos);
-      CHECK_FALSE(store->Reschedule(id, Ms(kBaseMs), "x").has_value());
+      CHECK_FALSE(store->Reschedule(id, Ms(kBaseMs), "x", RetryCause::kFailure).has_value());
       CHECK_FALSE(store->GiveUp(id, Ms(kBaseMs), "x").has_value());
     }
     CHECK(QueryOrFail(*store, "SELECT delivered_ms FROM outbox WHERE id = " + std::to_string(a)) ==

@@ -509,7 +509,7 @@ TEST_CASE("Storage: migrates a version 1 database") {
     auto version = store->SchemaVersion();
     REQUIRE(version.has_value());
     CHECK(*version == SqliteStore::LatestSchemaVersion());
-    CHECK(SqliteStore::LatestSchemaVersion() == 4);
+    CHECK(SqliteStore::LatestSchemaVersion() == 5);
 
     auto rows = AllResults(*store, "m");
     REQUIRE(rows.size() == 3);
