@@ -822,7 +822,7 @@ TEST_CASE("Delivery: permanent failures are given up, logged and counted, never 
   CHECK(logs.All().find(std::string(kToken)) == std::string::npos);
 }
 
-TEST_CASE("Delivery: one notifier's messages keep their order; other notifiers are not blocked") {
+TEST_CASE("Delivery: one notifier's messages keep their order, and other notifiers are not blocked") {
   TempDir dir;
   const std::string path = dir.File("gw.db");
   RealClock clock;
@@ -876,7 +876,7 @@ TEST_CASE("Delivery: min_interval spaces one notifier's requests") {
   CHECK(Millis(got[4].at - got[0].at) >= 750);
 }
 
-TEST_CASE("Delivery: Stop abandons a hanging request; a new Delivery sends everything pending") {
+TEST_CASE("Delivery: Stop abandons a hanging request, and a new Delivery sends everything pending") {
   TempDir dir;
   const std::string path = dir.File("gw.db");
   RealClock clock;
