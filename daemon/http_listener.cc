@@ -6,6 +6,7 @@
 #include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
@@ -765,6 +766,10 @@ HttpListener::~HttpListener() { Stop(); }
 
 Result<int> HttpListener::Start() {
   Impl& d = *impl_;
+  // OpenSSL writes with write(2), which cannot take MSG_NOSIGNAL: a TLS peer that went away
+  // would raise SIGPIPE and kill the process. Ignored, unless the program set a handler.
+  struct sigaction current {};
+  if (sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
   if (!d.options.tls_cert.empty() || !d.options.tls_key.empty()) {
     if (auto tls = d.LoadTls(); !tls) return Error(tls.error());
   }

@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <openssl/ssl.h>
 #include <zlib.h>
 
 #include <doctest/doctest.h>
@@ -482,6 +483,45 @@ TEST_CASE("http listener: over TLS, clients stuck in the handshake do not block 
   SendAll(plain, "GET /healthz HTTP/1.1\r\n\r\n");
   CHECK(ClosedByServer(plain, 3s));
   close(plain);
+}
+
+TEST_CASE("http listener: a TLS client that goes away mid-response does not take the process down") {
+  // OpenSSL writes with plain write(2): without SIGPIPE ignored, a peer gone before the
+  // response (or the close_notify) would kill the whole daemon.
+  fleet::TestCa ca;
+  const fleet::IssuedCert leaf = ca.Issue(fleet::LeafKind::kValid);
+  testing::TempDir dir;
+  HttpServer::Options o;
+  o.listen = HostPort{"127.0.0.1", 0};
+  o.tls_cert = dir.Write("tls.crt", leaf.cert_pem);
+  o.tls_key = dir.Write("tls.key", leaf.key_pem);
+  HttpServer server(o);
+  server.Get("/slow-big", [](const HttpRequest&) {
+    std::this_thread::sleep_for(300ms);
+    return HttpResponse::Text(200, std::string(4 << 20, 'x'));
+  });
+  auto port = server.Start();
+  REQUIRE(port);
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  REQUIRE(ctx != nullptr);
+  for (int i = 0; i < 5; ++i) {
+    const int fd = Connect(*port);
+    REQUIRE(fd >= 0);
+    SSL* ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    REQUIRE(SSL_connect(ssl) == 1);
+    const std::string req = "GET /slow-big HTTP/1.1\r\nHost: t\r\n\r\n";
+    REQUIRE(SSL_write(ssl, req.data(), static_cast<int>(req.size())) > 0);
+    SSL_free(ssl);
+    close(fd);  // gone before the answer: the server's writes meet a closed socket
+  }
+  SSL_CTX_free(ctx);
+  std::this_thread::sleep_for(1s);
+  httplib::SSLClient client("127.0.0.1", *port);
+  client.enable_server_certificate_verification(false);
+  auto res = client.Get("/healthz");
+  REQUIRE(res);
+  CHECK(res->status == 200);
 }
 
 }  // namespace gatewatch::daemon
