@@ -458,8 +458,11 @@ SqliteStore::~SqliteStore() {
 }
 
 std::string SqliteStore::LastError(const std::string& what) const {
-  return "storage: " + path_ + ": " + what + ": " + sqlite3_errmsg(db_) + " (" +
-         sqlite3_errstr(sqlite3_extended_errcode(db_)) + ")";
+  const std::string message = sqlite3_errmsg(db_);
+  const std::string code = sqlite3_errstr(sqlite3_extended_errcode(db_));
+  // The code's text only when it adds something ("file is not a database" says it all).
+  return "storage: " + path_ + ": " + what + ": " + message +
+         (code == message ? "" : " (" + code + ")");
 }
 
 Result<void> SqliteStore::Exec(const std::string& sql) {
