@@ -614,7 +614,10 @@ Result<void> SqliteStore::Insert(std::span<const probes::ProbeResult> batch) {
   if (batch.empty()) return {};
   // IMMEDIATE takes the write lock now (waiting up to busy_timeout), instead of failing
   // halfway when a read transaction cannot be upgraded.
-  if (auto r = Exec("BEGIN IMMEDIATE"); !r) return r;
+  if (lock_wait_observer_) lock_wait_observer_(true);
+  auto begun = Exec("BEGIN IMMEDIATE");
+  if (lock_wait_observer_) lock_wait_observer_(false);
+  if (!begun) return begun;
   auto r = InsertInTransaction(batch);
   if (r) r = Exec("COMMIT");
   if (!r) {
