@@ -76,8 +76,8 @@ Result<std::unique_ptr<storage::Writer>> OpenWriter(const Config& cfg, const Clo
     std::error_code ec;
     std::filesystem::create_directories(path.parent_path(), ec);
     if (ec) {
-      return Error("cannot create the directory of storage.path " + path.parent_path().string() +
-                   ": " + ec.message());
+      return Error("storage: cannot create the directory of storage.path " +
+                   path.parent_path().string() + ": " + ec.message());
     }
   }
   storage::WriterOptions options;
@@ -232,7 +232,7 @@ int RunDaemon(const std::string& config_path) {
   RealClock clock;
   auto writer_or = OpenWriter(*config, clock);
   if (!writer_or) {
-    log::Error("start-up failed").Kv("error", "storage: " + writer_or.error());
+    log::Error("start-up failed").Kv("error", writer_or.error());  // says "storage: ..."
     return 1;
   }
   std::unique_ptr<storage::Writer> writer = std::move(writer_or).value();

@@ -7,6 +7,16 @@ namespace gatewatch::daemon {
 
 std::string NotReadyReason(const storage::WriteActivity& writes, SteadyTime steady_now,
                            SystemTime last_tick, SystemTime now) {
+  if (writes.lock_wait_since && steady_now - *writes.lock_wait_since > kMaxLockWait) {
+    const double seconds =
+        std::chrono::duration<double>(steady_now - *writes.lock_wait_since).count();
+    char text[128];
+    std::snprintf(text, sizeof text,
+                  "database writes are failing: the database is locked (a write has waited "
+                  "%.1fs for another connection's lock)",
+                  seconds);
+    return text;
+  }
   if (writes.writing_since && steady_now - *writes.writing_since > kMaxWriteWait) {
     const double seconds =
         std::chrono::duration<double>(steady_now - *writes.writing_since).count();

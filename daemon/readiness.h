@@ -5,8 +5,9 @@
 // The database is judged by the writer's write under way and its last commit attempt
 // (storage::Writer::Activity()), so readiness turns within one commit attempt: a locked
 // database holds an attempt in SQLite's busy wait for up to busy_timeout (5 s) before the
-// attempt fails, and a write still running after kMaxWriteWait already says so. An idle
-// writer (nothing to commit) cannot see a lock: readiness then follows the next attempt.
+// attempt fails, and an attempt that has waited kMaxLockWait for the write lock, or a write
+// still running after kMaxWriteWait, already says so. An idle writer (nothing to commit)
+// cannot see a lock: readiness then follows the next attempt.
 //
 // Thread: Ready() is called from the HTTP server's threads, concurrently; it only reads
 // atomics.
@@ -23,6 +24,11 @@ namespace gatewatch::daemon {
 // A write running longer than this means a lock or a stalled disk: well above a commit's
 // usual milliseconds, well below the writer's busy_timeout.
 inline constexpr std::chrono::milliseconds kMaxWriteWait{1000};
+// Waiting this long for the write lock means another connection holds it (gatewatch's own
+// connections hold it for milliseconds). Shorter than kMaxWriteWait, which must allow for a
+// slow disk: a lock taken right after a commit shows within about flush_interval (1 s) plus
+// this, under the 2 s a readiness probe may expect.
+inline constexpr std::chrono::milliseconds kMaxLockWait{500};
 // The scheduler loop ticks at least once a second (probes/engine.h): this long without a
 // tick means it is stuck.
 inline constexpr std::chrono::seconds kMaxTickAge{5};

@@ -21,7 +21,9 @@ std::string CurlDetail(const TransferFacts& f) {
 Classified Timeout(const TransferFacts& f) {
   if (!f.connected) return Fail(Outcome::kConnectTimeout, "no answer to connect: " + CurlDetail(f));
   if (f.https && !f.tls_done) return Fail(Outcome::kTlsError, "TLS handshake timed out");
-  if (!f.headers_received) return Fail(Outcome::kTimeoutTtfb, "request sent, no response headers in time");
+  // A status line followed by headers that never end is still "no response headers".
+  if (!f.headers_complete)
+    return Fail(Outcome::kTimeoutTtfb, "request sent, no response headers in time");
   return Fail(Outcome::kTimeoutBody, "headers received, body did not finish in time");
 }
 

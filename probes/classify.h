@@ -23,6 +23,7 @@ struct TransferFacts {
   bool connected = false;        // TCP connect (to the target or the proxy) completed
   bool tls_done = false;         // TLS handshake completed
   bool headers_received = false; // the response's first byte arrived
+  bool headers_complete = false; // ...and its head ended (the blank line after the headers)
   bool body_capped = false;      // we stopped reading at max_body (a normal end)
   bool headers_too_large = false;
   int http_status = 0;

@@ -189,6 +189,8 @@ struct Attempt {
   std::string status_text;  // reason phrase of the last status line, kept for a 5xx only
   size_t header_bytes = 0;
   bool headers_too_large = false;
+  int head_status = 0;         // status of the response whose head is arriving
+  bool head_complete = false;  // the blank line ending a final (non-1xx) response head came
   // Every response header is kept only when something reads them all: a header
   // assertion, or the fingerprint of a 5xx. Otherwise only kSelectedHeaders.
   bool wants_all_headers = false;
@@ -268,6 +270,8 @@ size_t HeaderCallback(char* data, size_t size, size_t n, void* user) {
     a->headers.clear();
     a->header_bytes = 0;
     const int status = StatusOf(line);
+    a->head_status = status;
+    a->head_complete = false;
     a->keep_all_headers = a->wants_all_headers || status >= 500;
     a->status_text.clear();
     if (status >= 500) a->status_text = std::string(StatusText(line));
@@ -276,6 +280,11 @@ size_t HeaderCallback(char* data, size_t size, size_t n, void* user) {
   if (a->header_bytes > kMaxHeaderBytes) {
     a->headers_too_large = true;
     return 0;
+  }
+  if (line == "\r\n" || line == "\n") {
+    // An interim 1xx head ends too, but the real response's head is still to come.
+    a->head_complete = a->head_status >= 200;
+    return len;
   }
   const size_t colon = line.find(':');
   if (colon == std::string_view::npos || status_line) return len;
@@ -1091,6 +1100,7 @@ void HttpProber::Impl::ReadTransfer(Attempt& a, TransferFacts& f, ProbeResult& r
   f.connected = connect > 0 || a.tcp_connected || SocketConnected(a.socket);
   f.tls_done = app > 0;
   f.headers_received = first_byte > 0 && status > 0;
+  f.headers_complete = f.headers_received && a.head_complete;
   f.http_status = static_cast<int>(status);
   r.http_status = static_cast<int>(status);
   if (f.connected) r.phases.connect = microseconds(connect - lookup);

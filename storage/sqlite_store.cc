@@ -467,8 +467,11 @@ SqliteStore::~SqliteStore() {
 }
 
 std::string SqliteStore::LastError(const std::string& what) const {
-  return "storage: " + path_ + ": " + what + ": " + sqlite3_errmsg(db_) + " (" +
-         sqlite3_errstr(sqlite3_extended_errcode(db_)) + ")";
+  const std::string message = sqlite3_errmsg(db_);
+  const std::string code = sqlite3_errstr(sqlite3_extended_errcode(db_));
+  // The code's text only when it adds something ("file is not a database" says it all).
+  return "storage: " + path_ + ": " + what + ": " + message +
+         (code == message ? "" : " (" + code + ")");
 }
 
 Result<void> SqliteStore::Exec(const std::string& sql) {
@@ -620,7 +623,10 @@ Result<void> SqliteStore::Insert(std::span<const probes::ProbeResult> batch) {
   if (batch.empty()) return {};
   // IMMEDIATE takes the write lock now (waiting up to busy_timeout), instead of failing
   // halfway when a read transaction cannot be upgraded.
-  if (auto r = Exec("BEGIN IMMEDIATE"); !r) return r;
+  if (lock_wait_observer_) lock_wait_observer_(true);
+  auto begun = Exec("BEGIN IMMEDIATE");
+  if (lock_wait_observer_) lock_wait_observer_(false);
+  if (!begun) return begun;
   auto r = InsertInTransaction(batch);
   if (r) r = Exec("COMMIT");
   if (!r) {

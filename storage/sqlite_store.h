@@ -10,6 +10,7 @@
 // transaction by a read-write Open(). See sqlite_store.cc for the tables.
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -70,6 +71,14 @@ class SqliteStore final : public Store {
   // what the file lacks. Idle connections (no open read transaction) are not in the way.
   Result<CheckpointStats> Checkpoint();
 
+  // Called on the owner thread around Insert()'s wait for the database's write lock (its
+  // BEGIN IMMEDIATE): waiting = true before, false once the lock is taken or the wait failed.
+  // Time between the two is spent on another connection's lock, never on the disk, so a
+  // long one says "locked" sooner than a slow write can (storage::Writer::Activity()).
+  void SetLockWaitObserver(std::function<void(bool waiting)> observer) {
+    lock_wait_observer_ = std::move(observer);
+  }
+
   bool OnOwnerThread() const { return std::this_thread::get_id() == owner_; }
   const std::string& path() const { return path_; }
 
@@ -104,6 +113,7 @@ class SqliteStore final : public Store {
   sqlite3_stmt* upsert_minute_ = nullptr;
   sqlite3_stmt* upsert_hour_ = nullptr;
   sqlite3_stmt* upsert_latest_ = nullptr;
+  std::function<void(bool waiting)> lock_wait_observer_;
 };
 
 }  // namespace gatewatch::storage

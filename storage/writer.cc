@@ -102,23 +102,28 @@ WriteActivity Writer::Activity() const {
   WriteActivity a;
   // In this order: EndWrite() stores the outcome before clearing writing_since, so an
   // attempt that just ended is never seen as neither running nor failed.
+  const int64_t lock_wait = lock_wait_since_ns_.load();
   const int64_t since = writing_since_ns_.load();
   a.last_commit_failed = last_commit_failed_.load();
-  if (since != kNotWriting) {
-    a.writing_since = SteadyTime(
-        std::chrono::duration_cast<SteadyTime::duration>(std::chrono::nanoseconds(since)));
-  }
+  const auto to_time = [](int64_t ns) {
+    return SteadyTime(
+        std::chrono::duration_cast<SteadyTime::duration>(std::chrono::nanoseconds(ns)));
+  };
+  if (since != kNotWriting) a.writing_since = to_time(since);
+  if (lock_wait != kNotWriting) a.lock_wait_since = to_time(lock_wait);
   return a;
 }
 
-void Writer::BeginWrite() {
-  writing_since_ns_.store(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(clock_.Steady().time_since_epoch())
-          .count());
+int64_t Writer::SteadyNowNs() const {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(clock_.Steady().time_since_epoch())
+      .count();
 }
+
+void Writer::BeginWrite() { writing_since_ns_.store(SteadyNowNs()); }
 
 void Writer::EndWrite(std::optional<bool> commit_failed) {
   if (commit_failed) last_commit_failed_.store(*commit_failed);
+  lock_wait_since_ns_.store(kNotWriting);
   writing_since_ns_.store(kNotWriting);
 }
 
@@ -130,6 +135,8 @@ void Writer::Run(std::stop_token stop, std::promise<Result<void>>& opened) {
     return;
   }
   std::unique_ptr<SqliteStore> store = std::move(*store_or);
+  store->SetLockWaitObserver(
+      [this](bool waiting) { lock_wait_since_ns_.store(waiting ? SteadyNowNs() : kNotWriting); });
   opened.set_value(Result<void>());
 
   const bool prune_enabled = options_.prune_interval.count() > 0;

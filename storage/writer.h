@@ -89,6 +89,9 @@ struct WriteActivity {
   std::optional<SteadyTime> writing_since{};
   // The last batch commit attempt failed; the next one that commits clears it.
   bool last_commit_failed = false;
+  // When the batch commit under way started waiting for the database's write lock, while it
+  // waits (by the Clock's Steady()): time spent on another connection's lock, not the disk.
+  std::optional<SteadyTime> lock_wait_since{};
 };
 
 class Writer {
@@ -141,6 +144,7 @@ class Writer {
   // outcome (nullopt for a prune step, which leaves last_commit_failed as it is).
   void BeginWrite();
   void EndWrite(std::optional<bool> commit_failed);
+  int64_t SteadyNowNs() const;  // the Clock's Steady(), as stored in the atomics below
 
   const WriterOptions options_;
   const Clock& clock_;
@@ -161,6 +165,7 @@ class Writer {
   // Activity(): the Steady() nanoseconds of writing_since, or kNotWriting.
   static constexpr int64_t kNotWriting = std::numeric_limits<int64_t>::min();
   std::atomic<int64_t> writing_since_ns_{kNotWriting};
+  std::atomic<int64_t> lock_wait_since_ns_{kNotWriting};  // likewise, for lock_wait_since
   std::atomic<bool> last_commit_failed_{false};
 
   std::jthread thread_;  // last: started after every member above exists

@@ -45,7 +45,8 @@ TEST_CASE("Readiness: a locked database turns it false within one commit attempt
   CHECK(WaitFor([&] { return !readiness.Ready(&why); }, 10s));
   MESSAGE("not ready " << std::chrono::duration<double>(std::chrono::steady_clock::now() - locked_at).count()
                        << " s after the lock (printed, not asserted): " << why);
-  CHECK(why.find("database writes are failing") == 0);
+  // The attempt waits for the lock: that shows after kMaxLockWait, before a slow write would.
+  CHECK(why.find("database writes are failing: the database is locked") == 0);
   CHECK(writer->Stats().write_errors == 0);  // the attempt is still waiting, not failed
 
   REQUIRE((*blocker)->ExecForTest("ROLLBACK").has_value());
@@ -65,6 +66,8 @@ TEST_CASE("Readiness: the reasons, by the writer's activity and the scheduler's 
     std::string reason;
   };
   const std::string locked = "database writes are failing: a write has waited ";
+  const std::string lock_wait =
+      "database writes are failing: the database is locked (a write has waited ";
   const std::vector<Row> rows = {
       {"idle", {}, now - 1s, ""},
       {"a commit under way", {.writing_since = steady - 999ms}, now, ""},
@@ -76,6 +79,15 @@ TEST_CASE("Readiness: the reasons, by the writer's activity and the scheduler's 
       {"a retry under way after a failure", {steady - 10ms, true}, now,
        "database writes are failing: the last commit failed"},
       {"a stalled write goes first", {steady - 2s, true}, now - 1min, locked + "2.0s"},
+      {"waiting for the lock", {steady - 400ms, false, steady - 400ms}, now, ""},
+      {"the lock wait at its bound", {steady - kMaxLockWait, false, steady - kMaxLockWait}, now,
+       ""},
+      {"the lock wait past its bound", {steady - 501ms, false, steady - 501ms}, now,
+       lock_wait + "0.5s for another connection's lock)"},
+      {"a lock wait goes first", {steady - 3s, true, steady - 2900ms}, now - 1min,
+       lock_wait + "2.9s"},
+      {"the lock taken, the write slow", {steady - 1200ms, false, std::nullopt}, now,
+       locked + "1.2s"},
       {"scheduler at the bound", {}, now - kMaxTickAge, ""},
       {"scheduler stuck", {}, now - kMaxTickAge - 1ms,
        "the scheduler loop has not run for more than 5s"},

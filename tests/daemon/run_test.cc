@@ -104,5 +104,15 @@ TEST_CASE("Run: a port already in use is a start-up failure with exit 1") {
         std::string::npos);
 }
 
+TEST_CASE("Run: a file that is not a database stops start-up with exit 1 and one line naming it") {
+  testing::TempDir dir;
+  dir.Write("gw.db", std::string(64 * 1024, '\x5a'));
+  auto r = testing::RunCommand({GATEWATCH_BINARY, "run", "--config", dir.Write("c.toml", Config(dir, 1))}, 10s);
+  CHECK(r.exit_code == 1);
+  CAPTURE(r.err);
+  CHECK(r.err.find("msg=\"start-up failed\" error=\"storage: " + dir.File("gw.db") +
+                   ": PRAGMA journal_mode=WAL: file is not a database\"") != std::string::npos);
+}
+
 }  // namespace
 }  // namespace gatewatch::daemon

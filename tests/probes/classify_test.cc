@@ -44,7 +44,9 @@ TEST_CASE("Classify: the phase reached decides a timeout") {
   CHECK(ClassifyTransfer(f).outcome == Outcome::kTlsError);  // handshake timed out
   f.tls_done = true;
   CHECK(ClassifyTransfer(f).outcome == Outcome::kTimeoutTtfb);
-  f.headers_received = true;
+  f.headers_received = true;  // a status line, then headers that never end
+  CHECK(ClassifyTransfer(f).outcome == Outcome::kTimeoutTtfb);
+  f.headers_complete = true;
   CHECK(ClassifyTransfer(f).outcome == Outcome::kTimeoutBody);
 }
 

@@ -245,6 +245,17 @@ TEST_CASE("Engine: timeouts are classified by the phase they interrupt") {
   CHECK_FALSE(a.phases.processing.has_value());
   CHECK(*a.phases.total >= 650ms);
 
+  // A status line, then one header line that never ends: still no response headers.
+  Behavior drip = Behavior::Raw("HTTP/1.1 200 OK\r\nX-Drip: ");
+  drip.drip_bytes = 100000;
+  drip.drip_interval = 100ms;
+  server.Route("/dripping-headers", drip);
+  MonitorConfig dripping = Monitor(server.Url("/dripping-headers"));
+  dripping.probe.timeout = 700ms;
+  const ProbeResult d = h.Probe(dripping);
+  CHECK(d.outcome == Outcome::kTimeoutTtfb);
+  CHECK(d.detail == "request sent, no response headers in time");
+
   MonitorConfig body = Monitor(server.Url("/slow-body"));
   body.probe.timeout = 900ms;
   const ProbeResult b = h.Probe(body);

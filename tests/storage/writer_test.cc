@@ -184,14 +184,16 @@ TEST_CASE("Writer: Activity shows a commit waiting for a lock, then the outcome 
                             clock);
   WriteActivity idle = writer->Activity();
   CHECK_FALSE(idle.writing_since.has_value());
+  CHECK_FALSE(idle.lock_wait_since.has_value());
   CHECK_FALSE(idle.last_commit_failed);
 
   REQUIRE(blocker->ExecForTest("BEGIN IMMEDIATE").has_value());
   REQUIRE(writer->Enqueue(Simple("m", "local", kBaseMs)));
   // The attempt waits for the lock, timed by the injected clock.
   WriteActivity waiting;
-  REQUIRE(WaitFor([&] { return (waiting = writer->Activity()).writing_since.has_value(); }, 10s));
+  REQUIRE(WaitFor([&] { return (waiting = writer->Activity()).lock_wait_since.has_value(); }, 10s));
   CHECK(waiting.writing_since == std::optional<SteadyTime>(clock.Steady()));
+  CHECK(waiting.lock_wait_since == std::optional<SteadyTime>(clock.Steady()));
   // After busy_timeout it fails, and stays failed through the retries.
   REQUIRE(WaitFor([&] { return writer->Activity().last_commit_failed; }, 10s));
   CHECK(writer->Activity().last_commit_failed);
@@ -200,6 +202,7 @@ TEST_CASE("Writer: Activity shows a commit waiting for a lock, then the outcome 
   REQUIRE(writer->Flush(20s));
   const WriteActivity after = writer->Activity();
   CHECK_FALSE(after.writing_since.has_value());
+  CHECK_FALSE(after.lock_wait_since.has_value());
   CHECK_FALSE(after.last_commit_failed);
   CHECK(writer->Stats().rows_written == 1);
 }
