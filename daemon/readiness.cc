@@ -5,28 +5,28 @@
 
 namespace gatewatch::daemon {
 
+namespace {
+
+// `format` holds one %.1f for the seconds waited since `since`.
+std::string Waited(const char* format, SteadyTime since, SteadyTime steady_now) {
+  char text[160];
+  std::snprintf(text, sizeof text, format,
+                std::chrono::duration<double>(steady_now - since).count());
+  return text;
+}
+
+}  // namespace
+
 std::string NotReadyReason(const storage::WriteActivity& writes, SteadyTime steady_now,
                            SystemTime last_tick, SystemTime now) {
-  if (writes.lock_wait_since && steady_now - *writes.lock_wait_since > kMaxLockWait) {
-    const double seconds =
-        std::chrono::duration<double>(steady_now - *writes.lock_wait_since).count();
-    char text[128];
-    std::snprintf(text, sizeof text,
-                  "database writes are failing: the database is locked (a write has waited "
+  if (writes.lock_wait_since && steady_now - *writes.lock_wait_since > kMaxLockWait)
+    return Waited("database writes are failing: the database is locked (a write has waited "
                   "%.1fs for another connection's lock)",
-                  seconds);
-    return text;
-  }
-  if (writes.writing_since && steady_now - *writes.writing_since > kMaxWriteWait) {
-    const double seconds =
-        std::chrono::duration<double>(steady_now - *writes.writing_since).count();
-    char text[128];
-    std::snprintf(text, sizeof text,
-                  "database writes are failing: a write has waited %.1fs (the database is locked "
-                  "or the disk stalls)",
-                  seconds);
-    return text;
-  }
+                  *writes.lock_wait_since, steady_now);
+  if (writes.writing_since && steady_now - *writes.writing_since > kMaxWriteWait)
+    return Waited("database writes are failing: a write has waited %.1fs (the database is "
+                  "locked or the disk stalls)",
+                  *writes.writing_since, steady_now);
   if (writes.last_commit_failed) return "database writes are failing: the last commit failed";
   if (now - last_tick > kMaxTickAge) return "the scheduler loop has not run for more than 5s";
   return "";

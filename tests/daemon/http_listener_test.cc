@@ -448,14 +448,27 @@ TEST_CASE("http listener: HTTP/1.1 semantics") {
   }
 }
 
-TEST_CASE("http listener: over TLS, clients stuck in the handshake do not block others") {
+namespace {
+
+// A listener on 127.0.0.1 with a certificate from a throw-away CA.
+struct TlsFiles {
   fleet::TestCa ca;
-  const fleet::IssuedCert leaf = ca.Issue(fleet::LeafKind::kValid);
+  fleet::IssuedCert leaf = ca.Issue(fleet::LeafKind::kValid);
   testing::TempDir dir;
-  HttpServer::Options o;
-  o.listen = HostPort{"127.0.0.1", 0};
-  o.tls_cert = dir.Write("tls.crt", leaf.cert_pem);
-  o.tls_key = dir.Write("tls.key", leaf.key_pem);
+  HttpServer::Options Options() {
+    HttpServer::Options o;
+    o.listen = HostPort{"127.0.0.1", 0};
+    o.tls_cert = dir.Write("tls.crt", leaf.cert_pem);
+    o.tls_key = dir.Write("tls.key", leaf.key_pem);
+    return o;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("http listener: over TLS, clients stuck in the handshake do not block others") {
+  TlsFiles tls;
+  HttpServer::Options o = tls.Options();
   o.limits.request_timeout = 1s;
   HttpServer server(o);
   auto port = server.Start();
@@ -488,13 +501,8 @@ TEST_CASE("http listener: over TLS, clients stuck in the handshake do not block 
 TEST_CASE("http listener: a TLS client that goes away mid-response does not take the process down") {
   // OpenSSL writes with plain write(2): without SIGPIPE ignored, a peer gone before the
   // response (or the close_notify) would kill the whole daemon.
-  fleet::TestCa ca;
-  const fleet::IssuedCert leaf = ca.Issue(fleet::LeafKind::kValid);
-  testing::TempDir dir;
-  HttpServer::Options o;
-  o.listen = HostPort{"127.0.0.1", 0};
-  o.tls_cert = dir.Write("tls.crt", leaf.cert_pem);
-  o.tls_key = dir.Write("tls.key", leaf.key_pem);
+  TlsFiles tls;
+  HttpServer::Options o = tls.Options();
   HttpServer server(o);
   server.Get("/slow-big", [](const HttpRequest&) {
     std::this_thread::sleep_for(300ms);
