@@ -1,5 +1,5 @@
 #pragma once
-// Alerting configuration: alert rules, notifiers and silences (SPEC section 4).
+// Alerting configuration: alert rules, notifiers and silences (docs/configuration.md).
 // Plain structs filled by daemon/config.cc; nothing here knows TOML.
 
 #include <array>
@@ -24,7 +24,7 @@ inline constexpr std::array<std::string_view, 4> kAlertKindNames = {"status_rate
 std::string_view ToString(AlertKind kind);
 std::optional<AlertKind> AlertKindFromString(std::string_view name);
 
-// Phase names of SPEC section 5 (blackbox_exporter's), usable in latency rules.
+// Phase names of docs/probes.md (blackbox_exporter's), usable in latency rules.
 inline constexpr std::array<std::string_view, 6> kPhaseNames = {
     "resolve", "connect", "tls", "processing", "transfer", "total"};
 

@@ -1,5 +1,5 @@
 #pragma once
-// Notification delivery (SPEC sections 4, 7 and 8; issue 7 "Delivery"): the delivery thread
+// Notification delivery (docs/alerts-and-diagnosis.md, docs/reliability.md): the delivery thread
 // takes messages from the SQLite outbox (storage/outbox.h), renders each with its notifier
 // (alerting/notifier.h) and POSTs it with libcurl, at least once, in order per notifier.
 //
@@ -29,7 +29,7 @@
 // OutboxMessage::failures only the failures, the exponent of the backoff.
 // Alertmanager re-posts (below) count per alert: "refreshed" / "refresh_failed".
 // Give-ups are logged at error level, the first failure of a message at warn level; no
-// log line, metric or stored last_error ever contains a notifier url or secret (SPEC 8).
+// log line, metric or stored last_error ever contains a notifier url or secret (docs/reliability.md).
 //
 // Order and rate, per notifier (a "lane"): its messages go out strictly in outbox id order,
 // one request at a time, so a firing never arrives after its resolved; while the oldest
@@ -56,7 +56,7 @@
 // (AlertStore::ActiveAlerts), and re-posts it at once.
 //
 // Durability: a message is marked delivered only after its 2xx; a crash (or Stop() abandoning
-// the request) before that leaves it pending for the next start: at-least-once, SPEC 8.
+// the request) before that leaves it pending for the next start: at-least-once (docs/reliability.md).
 // Delivered and given-up rows older than prune_after are pruned in small batches. Keep
 // prune_after longer than the longest alert `repeat`: the restart rebuild of the Alertmanager
 // active set reads the newest delivered firing or reminder of each pair.

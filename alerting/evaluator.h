@@ -1,5 +1,5 @@
 #pragma once
-// Alert rule evaluation (SPEC section 4, issue "Alerting"): for each alert x matching
+// Alert rule evaluation (docs/alerts-and-diagnosis.md): for each alert x matching
 // monitor, a state machine ok -> pending -> firing -> resolving -> ok (the values of
 // gatewatch_alert_state), fed with confirmed probe results.
 //
@@ -85,7 +85,7 @@ class Evaluator {
   // windows; a pair that no longer exists and had notified a firing is resolved (returned).
   std::vector<AlertEvent> Configure(std::vector<AlertRule> rules, std::vector<SilenceConfig> silences);
 
-  // A probe result: unconfirmed attempts are ignored (SPEC section 5).
+  // A probe result: unconfirmed attempts are ignored (docs/probes.md).
   std::vector<AlertEvent> Observe(const probes::ProbeResult& r);
 
   // Time-driven transitions (for, resolve_for, repeat, window expiry, silence ends).
@@ -93,7 +93,7 @@ class Evaluator {
 
   std::vector<AlertStatus> Snapshot() const;
 
-  // --- Persistence (SPEC section 8: state survives restarts) ---------------------------
+  // --- Persistence (docs/reliability.md: state survives restarts) ---------------------------
   // Start-up, after Configure(): takes the stored states. A stored pair that still exists
   // resumes its state (a firing one is not notified again before `repeat`); one that no
   // longer exists (alert or monitor removed while the daemon was down) is dropped and, if

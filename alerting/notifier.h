@@ -1,11 +1,11 @@
 #pragma once
-// Notification payloads (SPEC sections 4, 6, 7): what every notifier renders (Message),
+// Notification payloads (docs/configuration.md, docs/alerts-and-diagnosis.md): what every notifier renders (Message),
 // the Notifier extension point that turns a Message into one HTTP request body
 // (Payload), and the explicit type -> implementation factory (STYLE section 2).
 //
 // Payload building only: no I/O happens here. Delivery (libcurl, the outbox, retries,
 // Retry-After) owns the notifier URL and POSTs `url + payload.url_suffix`. Payloads never
-// contain the notifier's url or secret (SPEC section 8).
+// contain the notifier's url or secret (docs/reliability.md).
 //
 // Thread-safety: Build() is const and touches no shared state, so one Notifier may be
 // used from any thread; the delivery thread is the intended caller.
@@ -35,7 +35,7 @@ struct Message {
   std::string severity;
   std::string summary;                   // one line: what, how bad, where
   std::vector<std::string> description;  // evidence lines (diagnosis appends here)
-  std::string verdict;               // SPEC section 6 name ("upstream_down"); empty until diagnosed
+  std::string verdict;               // docs/alerts-and-diagnosis.md name ("upstream_down"); empty until diagnosed
   double ratio = 0;                  // worst region's share (rendered as %)
   std::string value;  // the measured value as text when it is not a share ("830ms", "3 failures
                       // in a row", "9.5 days left"); empty: the ratio is a share, shown as %

@@ -1,4 +1,4 @@
-// Alert evaluation cost per result at 10,000 monitors (issue "Alerting": "evaluation is
+// Alert evaluation cost per result at 10,000 monitors ("evaluation is
 // incremental, O(1) per new result ... so 10,000 monitors cost little").
 //
 //   build/bench/alert_eval [monitors=10000] [results=2000000]

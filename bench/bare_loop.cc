@@ -1,4 +1,4 @@
-// bare_loop: the floor gatewatch is compared with (SPEC section 10, issue 5).
+// bare_loop: the floor gatewatch is compared with (bench/README.md).
 //
 // One thread, one libcurl multi handle, a fixed request rate with bounded concurrency,
 // loopback only. Two uses:

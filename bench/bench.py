@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The benchmark of issue 5 (SPEC section 10). Called by bench/run.sh, which installs
+"""The benchmark (bench/README.md). Called by bench/run.sh, which installs
 the packages and builds gatewatch and bare_loop first.
 
 Loopback only (127.0.0.1). Every process started here is stopped on exit (normal end,
@@ -10,7 +10,7 @@ Phases (durations: full / --quick):
      gatewatch (1,000 monitors every 5 s), blackbox_exporter (driven by bare_loop --reuse),
      bare libcurl multi loop (bare_loop): CPU-s per 1,000 probes and the ratios;
      cmp800: the same for HTTP at 800 probes/s (4,000 monitors every 5 s), about the most
-     blackbox_exporter sustains on such a machine (SPEC section 10: "at a rate both sustain");
+     blackbox_exporter sustains on such a machine (bench/README.md: "at a rate both sustain");
      httpsab: HTTPS gatewatch and bare loop alternating BENCH_PAIRS (5) times, medians compared;
   2. gatewatch, mixed fleet (200, 502, proxy 502; HTTP and HTTPS), 1,000 monitors;
   3. gatewatch, mixed fleet, 10,000 monitors every 5 s (2,000 probes/s);
@@ -284,7 +284,7 @@ def write_config(path, db, listen_port, urls, interval, timeout):
     path.write_text("\n".join(lines))
 
 
-# SPEC section 10's goals are all-in, alert evaluation included: every run has the rules a user
+# bench/README.md's goals are all-in, alert evaluation included: every run has the rules a user
 # would have on every monitor (a 502 rate with hysteresis, and down), notifying through the
 # console notifier (messages go to the run's log file: the outbox and delivery run too).
 ALERTS = [
@@ -717,7 +717,7 @@ def main():
         return profile(ctx, args.profile, Path(args.profile_out) if args.profile_out else TMP)
 
     # 1. Comparison at the same rate: 200 probes/s (HTTP and HTTPS), and HTTP at 800 probes/s
-    # (about the most blackbox_exporter sustains here, SPEC section 10), where per-wakeup costs
+    # (about the most blackbox_exporter sustains here, bench/README.md), where per-wakeup costs
     # are shared by more probes in every prober.
     cmp = []
     want_cmp = [(p, 1000) for p in ("http", "https") if "cmp" in phases]
@@ -734,7 +734,7 @@ def main():
             f"bare loop {bl['cpu_per_1000']:.3f} || gatewatch/blackbox = {g['cpu_per_1000'] / b['bb_cpu_per_1000']:.2f}"
             f"  gatewatch/bare-loop = {g['cpu_per_1000'] / bl['cpu_per_1000']:.2f}{sustained}")
 
-    # The SPEC's HTTP goal at its own rate: 10,000 HTTP monitors every 5 s (2,000 probes/s),
+    # The HTTP goal at its own rate: 10,000 HTTP monitors every 5 s (2,000 probes/s),
     # against the bare loop at the same rate (blackbox_exporter does not sustain it).
     if "http2k" in phases:
         log(f"\n== HTTP at the goal's rate: 10000 monitors every 5 s (2,000 probes/s), all targets answer 200, "
@@ -748,7 +748,7 @@ def main():
             f"{bl['late_skipped']:.0f} late), {bl['cpu_s']:.2f} CPU-s (user {bl['user_s']:.2f}, system "
             f"{bl['sys_s']:.2f}) = {bl['cpu_per_1000']:.3f} CPU-s per 1,000 probes")
         log(f"  HTTP at 2,000/s: gatewatch {g['cpu_per_1000']:.3f} | bare loop {bl['cpu_per_1000']:.3f} || "
-            f"gatewatch/bare-loop = {g['cpu_per_1000'] / bl['cpu_per_1000']:.2f}  (SPEC goal: gatewatch <= 0.25)")
+            f"gatewatch/bare-loop = {g['cpu_per_1000'] / bl['cpu_per_1000']:.2f}  (goal: gatewatch <= 0.25)")
 
     # HTTPS, alternating pairs: one 30 s pair above cannot tell a 10 % difference from the
     # run-to-run spread (the bare loop alone varies about +-8 % between back-to-back runs on
@@ -770,7 +770,7 @@ def main():
         med = lambda v: sorted(v)[len(v) // 2]
         log(f"  HTTPS medians: gatewatch {med(gs):.3f} | bare loop {med(bs):.3f} || gatewatch/bare-loop = "
             f"{med(gs) / med(bs):.2f}  (pairs {min(g / b for g, b in zip(gs, bs)):.2f}..{max(g / b for g, b in zip(gs, bs)):.2f}; "
-            f"SPEC goal: <= 1.1)")
+            f"goal: <= 1.1)")
 
     # 2./3. Mixed fleet.
     for n, dur in ((1000, D["mixed1k"]), (10000, D["mixed10k"])):

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmark of issue 5 (SPEC section 10): a loopback nginx fleet, gatewatch with 1,000
+# The benchmark (bench/README.md): a loopback nginx fleet, gatewatch with 1,000
 # and 10,000 monitors, blackbox_exporter and a bare libcurl loop at the same rate, a mass
 # outage. Prints the figures; see bench/README.md.
 #   bench/run.sh [--quick] [--wait-quiet MINUTES] [--profile perf|callgrind|syscalls [--profile-out DIR]]

@@ -216,7 +216,7 @@ struct AlertPipeline::Impl {
     }
   }
 
-  // Alerts carry the verdict (SPEC section 6): a firing or reminder leads with the
+  // Alerts carry the verdict (docs/alerts-and-diagnosis.md): a firing or reminder leads with the
   // diagnosis' one-line summary, the alert's own numbers and the evidence follow; a resolution
   // names the root cause.
   void Explain(const alerting::AlertEvent& e, alerting::Message& m) {

@@ -1,5 +1,5 @@
 #pragma once
-// The alerting pipeline (SPEC sections 4 and 8, issue "Alerting"): one thread that owns the
+// The alerting pipeline (docs/alerts-and-diagnosis.md, docs/reliability.md): one thread that owns the
 // alert Evaluator and its own AlertStore connection. Probe results (local and ingested) are
 // offered to it from any thread through a bounded queue; it evaluates them, and writes every
 // state change together with the notifications it causes (one outbox row per notifier) in ONE
@@ -84,7 +84,7 @@ class AlertPipeline {
   AlertPipeline(const AlertPipeline&) = delete;
   AlertPipeline& operator=(const AlertPipeline&) = delete;
 
-  // A probe result, any thread. Unconfirmed attempts are ignored (SPEC section 5).
+  // A probe result, any thread. Unconfirmed attempts are ignored (docs/probes.md).
   void Offer(const probes::ProbeResult& r);
   // A reloaded config: rules and silences replaced, removed pairs resolved.
   void Reconfigure(std::shared_ptr<const Config> config);

@@ -1,5 +1,5 @@
 #pragma once
-// The JSON API (SPEC section 7): read-only views of the configured monitors and their stored
+// The JSON API (docs/http-api.md): read-only views of the configured monitors and their stored
 // results. Every body is built with nlohmann::json; errors are HttpResponse::JsonError
 // ({"error": "..."}) with 400 (a bad parameter, named in the message), 404 (unknown monitor)
 // or 500 (the database could not be read).
@@ -56,7 +56,7 @@
 //
 // GET /api/v1/incidents[?open=true|false][&monitor=NAME][&limit=N]
 //   {"incidents": [{"id": 7, "monitor": "shop",
-//                   "verdict": "upstream_down",         // current (SPEC section 6 name)
+//                   "verdict": "upstream_down",         // current (docs/alerts-and-diagnosis.md name)
 //                   "first_verdict": "gateway_fault",    // the verdict it opened with
 //                   "summary": "upstream shop-api-1 refuses connections ...",
 //                   "regions": ["local"],                // failing regions, last diagnosis

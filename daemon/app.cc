@@ -240,7 +240,7 @@ int RunDaemon(const std::string& config_path) {
 
   Metrics metrics(kVersion);  // outlives the server, which serves it
 
-  // Alerting: the delivery thread, then the pipeline that feeds it (SPEC section 8).
+  // Alerting: the delivery thread, then the pipeline that feeds it (docs/reliability.md).
   alerting::DeliveryOptions delivery_options;
   delivery_options.db_path = config->storage.path;
   delivery_options.notifiers = config->notifiers;
@@ -304,7 +304,7 @@ int RunDaemon(const std::string& config_path) {
                              ls.evicted, ls.timed_out, ls.bad_requests};
     return s;
   });
-  // Agent result batches (SPEC section 9) go to the same writer as local results.
+  // Agent result batches (docs/regions.md) go to the same writer as local results.
   RegisterIngestRoute(server, {&current, [&writer](size_t rows) { return writer->HasRoom(rows); },
                                [&writer, &metrics, &pipeline](probes::ProbeResult r) {
                                  metrics.Observe(r);  // agent regions get their series too

@@ -1,8 +1,8 @@
 #pragma once
 // `gatewatch check URL [--upstream URL]... [--region NAME]... [--config FILE] [--json]`: one
 // probe of the target now from each requested region, one of each upstream from the same
-// regions at the same time, and the verdict of the diagnosis engine (probes::Diagnose, SPEC
-// section 6) on those results, with its summary and evidence. check only probes and prints:
+// regions at the same time, and the verdict of the diagnosis engine (probes::Diagnose,
+// docs/alerts-and-diagnosis.md) on those results, with its summary and evidence. check only probes and prints:
 // every rule lives in probes/verdict.cc.
 //
 // Names (they appear in the summary): the target and each upstream are named by their URL

@@ -1,5 +1,5 @@
 #pragma once
-// The whole configuration (SPEC section 4): TOML in, each module's plain config
+// The whole configuration (docs/configuration.md): TOML in, each module's plain config
 // structs out. This file and config.cc are the only places that know TOML.
 //
 // Errors are collected, not thrown: a TOML syntax error stops at the first (toml++

@@ -1,5 +1,5 @@
 #pragma once
-// Diagnosis wiring (SPEC section 6, issue "Diagnosis"): on the alert pipeline's thread, keeps
+// Diagnosis wiring (docs/alerts-and-diagnosis.md): on the alert pipeline's thread, keeps
 // track of which monitors are in trouble, diagnoses them with the verdict engine
 // (probes/verdict.h) on results read from storage, and keeps their incidents
 // (storage/incidents.h): one open incident per monitor, opened at the first confirmed failure

@@ -200,8 +200,7 @@ struct HttpListener::Impl {
   Result<int> Bind() {
     const HostPort& listen = options.listen;
     const std::string where = listen.host + ":" + std::to_string(listen.port);
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
+    addrinfo hints{};  // ai_family 0: IPv4 or IPv6, as the host is written
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
     addrinfo* found = nullptr;

@@ -1,5 +1,5 @@
 #pragma once
-// POST /api/v1/ingest: result batches from `gatewatch agent` instances (SPEC section 9):
+// POST /api/v1/ingest: result batches from `gatewatch agent` instances (docs/regions.md):
 // a JSON array of results in the API's result schema. Requires the bearer token
 // (403 while server.api_token is not configured). All or nothing: every result is
 // checked before any is taken, and a batch that does not fit the writer's queue is

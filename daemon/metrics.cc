@@ -653,7 +653,7 @@ std::string Metrics::Render() const {
 
 namespace {
 
-// Notification delivery and rule evaluation (SPEC section 7: gatewatch_notifications_total,
+// Notification delivery and rule evaluation (docs/metrics.md: gatewatch_notifications_total,
 // gatewatch_outbox_pending; plus delivery latency and the evaluator's own cost).
 void AppendAlerting(const SelfStats::Alerting& a, std::vector<prometheus::MetricFamily>& families) {
   prometheus::MetricFamily results;

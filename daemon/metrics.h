@@ -1,16 +1,16 @@
 #pragma once
-// The Prometheus exposition of gatewatch (SPEC section 7; names and labels are a contract).
+// The Prometheus exposition of gatewatch (docs/metrics.md; names and labels are a contract).
 //
 // Per-monitor series come from probe results: Observe() folds each attempt into a compact
 // per monitor x region state (a few numbers and counters, label text escaped once), and
 // Render() writes the text format from that state itself. prometheus-cpp's Collect() +
-// TextSerializer take ~300 ms for the ~120k series of 10,000 monitors (BUILD-NOTES "Metrics
-// at scale"); rendering from the state takes a fraction of that (README "Metrics"). The
+// TextSerializer take ~300 ms for the ~120k series of 10,000 monitors (docs/building.md "Metrics
+// at scale"); rendering from the state takes a fraction of that (docs/metrics.md). The
 // self metrics (from a SelfStats snapshot) and the families added through the extension
 // point below are few and go through prometheus-cpp (a Registry and TextSerializer).
 //
 // A labelled series exists only once its value has been seen. Gauges follow the last
-// *confirmed* result; counters count every attempt (SPEC section 5).
+// *confirmed* result; counters count every attempt (docs/probes.md).
 //
 // Threads: Observe() runs on the engine thread for every attempt; it takes one mutex for a
 // map lookup and a few stores, and allocates only the first time a monitor x region, an

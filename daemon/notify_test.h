@@ -1,5 +1,5 @@
 #pragma once
-// `gatewatch notify-test --config FILE --notifier NAME` (SPEC section 7): sends a sample
+// `gatewatch notify-test --config FILE --notifier NAME` (docs/cli.md): sends a sample
 // firing and then a sample resolved message through one configured notifier, exactly as
 // the delivery thread would render and POST them, and reports each receiver answer (status,
 // time, the start of the body; never the notifier's url or secret). A console notifier

@@ -11,7 +11,7 @@
 //   the previous line. (One line per failure was 2,000 lines/s, ~40 GB a day, in a
 //   10,000-monitor outage; every result is in SQLite and /metrics anyway.)
 //
-// Confirmation on onset (SPEC section 6): when a monitor with upstreams gets its first
+// Confirmation on onset (docs/alerts-and-diagnosis.md): when a monitor with upstreams gets its first
 // gateway-class failure in a region (confirmed, after a result that was not one), each of
 // its upstreams that is probed from that region is probed at once from the same region,
 // so the verdict compares gateway and upstreams within the same second.

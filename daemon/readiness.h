@@ -1,5 +1,5 @@
 #pragma once
-// Readiness (SPEC section 7): what /readyz answers. Ready while the database takes writes
+// Readiness (docs/http-api.md): what /readyz answers. Ready while the database takes writes
 // and the scheduler loop runs.
 //
 // The database is judged by the writer's write under way and its last commit attempt

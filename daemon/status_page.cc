@@ -307,7 +307,7 @@ HttpResponse RenderStatusPage(const ApiDeps& deps) {
   out += "</div><div class=\"muted\">Generated " + TimeCell(now, now) +
          " &middot; reloads every 30 s</div></header><main>";
 
-  // Open incidents (SPEC section 6), newest first, with their verdicts.
+  // Open incidents (docs/alerts-and-diagnosis.md), newest first, with their verdicts.
   auto incidents = ReadIncidents(deps.db_path, deps.clock);
   if (!incidents) return ErrorPage(incidents.error());
   auto open = (*incidents)->OpenIncidents();

@@ -1,5 +1,5 @@
 #pragma once
-// GET / : the status page (SPEC section 7). One server-rendered HTML document with inline
+// GET / : the status page (docs/http-api.md). One server-rendered HTML document with inline
 // CSS and inline SVG; no JavaScript and no external assets, so it works offline and under a
 // strict Content-Security-Policy (which it sends). It reloads itself every 30 s with
 // <meta http-equiv="refresh">.

@@ -12,7 +12,7 @@
 // (HTTP/1.0, "Host: backend", "Connection: close", the client's other headers, a body of
 // up to 1 MiB by Content-Length) and relays the status line, headers and body (up to
 // 8 MiB) with nginx's Server, Date and Connection headers in front of the upstream's other
-// headers. Like nginx (../shared/BUILD-NOTES.md, fingerprints.md):
+// headers. Like nginx (docs/fingerprints.md):
 //   - connect refused / reset / closed without a reply -> error; connect or read timeout
 //     (read_timeout between two reads of the response head) -> timeout. Either tries the
 //     next server of the pool (each server at most once; after the request was sent only

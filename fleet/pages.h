@@ -1,6 +1,6 @@
 #pragma once
 // Raw HTTP error responses of common gateways, CDNs and proxies, byte for byte as far as
-// ../shared/fingerprints.md knows them (status line, headers in the emitter's order and
+// docs/fingerprints.md knows them (status line, headers in the emitter's order and
 // case, body, correct Content-Length), for RawHttpServer to serve:
 //   server.Route("/nginx-502", Behavior::Raw(pages::Nginx(502)));
 // Date headers carry a fixed date so every page is deterministic. Pure functions, no I/O.

@@ -1,5 +1,5 @@
 #pragma once
-// Turning what a transfer did into an outcome class (SPEC section 5). Pure functions:
+// Turning what a transfer did into an outcome class (docs/probes.md). Pure functions:
 // the engine gathers the facts, these decide. The phase reached decides timeouts.
 
 #include <optional>
@@ -47,7 +47,7 @@ Classified ClassifyResponse(int status, const std::vector<StatusMatcher>& expect
                             const HeaderList& header_contains, std::string_view body,
                             const HeaderList& headers, bool body_capped);
 
-// SPEC section 4: a 503 carrying Retry-After during a silence is excused, not a failure.
+// docs/configuration.md: a 503 carrying Retry-After during a silence is excused, not a failure.
 // `r` is a finished probe; `silenced` says whether its monitor is inside a silence now.
 Outcome ExcuseIfSilenced(const struct ProbeResult& r, bool silenced);
 

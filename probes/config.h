@@ -24,7 +24,7 @@ struct EngineConfig {
   int max_in_flight = 256;  // probes in flight at once
 };
 
-// A vantage point. In one instance a region is an egress profile (SPEC section 9).
+// A vantage point. In one instance a region is an egress profile (docs/regions.md).
 struct RegionConfig {
   std::string name;
   std::string proxy;                     // "http://host:port" HTTP CONNECT proxy; empty = direct

@@ -855,8 +855,7 @@ void HttpProber::Impl::Resolve(Attempt& ref) {
             "the resolver did not answer within " + FormatDuration(resolve_limit));
     }
   });
-  ares_addrinfo_hints hints{};
-  hints.ai_family = AF_UNSPEC;
+  ares_addrinfo_hints hints{};  // ai_family 0: A and AAAA
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = ARES_AI_NOSORT;
   struct Ctx {
@@ -1347,7 +1346,7 @@ void HttpProber::Impl::WaitOnce() {
 }
 
 void HttpProber::Impl::Shutdown() {
-  // Whatever is still running is dropped without a result (SPEC: not stored).
+  // Whatever is still running is dropped without a result (shutdown_grace, docs/configuration.md: not stored).
   for (auto& [id, a] : attempts) {
     if (CURL* e = std::exchange(a->easy, nullptr); e != nullptr) {
       curl_multi_remove_handle(multi, e);

@@ -131,7 +131,7 @@ constexpr HeaderCond kHaproxy3 = Header("content-type", kExact, "text/html");
 
 // ---------------------------------------------------------------------------------------------
 // THE TABLE. First match wins, so within each group the more specific rule comes first.
-// Order (fingerprints.md "Suggested signature-matching order"; the 5xx gate is in
+// Order (docs/fingerprints.md "Suggested signature-matching order"; the 5xx gate is in
 // ClassifyResponder):
 //   1. Headers a layer sets only on replies it generated itself (ALB, Akamai, Cloudflare 52x,
 //      Caddy, Kong); a relayed origin reply keeps the origin's own Server header.
@@ -239,7 +239,7 @@ constexpr Rule kRules[] = {
      .emitter = E::kCaddy,
      .reason = R::kUnknown},
     // Kong: JSON {"message": ...} from kong/error_handlers (only the 502 text is in
-    // fingerprints.md; the others are (unverified)).
+    // docs/fingerprints.md; the others are (unverified)).
     {.name = "kong_invalid_response",
      .body = {Body(kContains, "\"message\":\"An invalid response was received from the upstream")},
      .emitter = E::kKong,

@@ -1,11 +1,11 @@
 #pragma once
-// Responder fingerprint (SPEC section 5): which layer most likely produced a 5xx (the
+// Responder fingerprint (docs/probes.md): which layer most likely produced a 5xx (the
 // *emitter*) and, where that layer says so, why (the *reason*).
 //
 // The rules are data: one static table in fingerprint.cc, evaluated first-match-wins, in the
 // order given there (exclusive gateway headers, then exact error pages, then length/type
 // quirks, then relay headers, then the application/unknown fallback). The exact strings come
-// from ../shared/fingerprints.md; tests/fixtures/responses/ holds captured and documented
+// from docs/fingerprints.md; tests/fixtures/responses/ holds captured and documented
 // responses that the tests classify.
 //
 // Everything here is pure and thread-safe: no allocation, no global mutable state. It runs on
@@ -104,7 +104,7 @@ std::span<const std::string_view> FingerprintRuleNames();
 // True for gateway/CDN layers (everything except none, application, unknown).
 bool IsGatewayEmitter(Emitter e);
 
-// SPEC's gateway_error class: any 5xx whose emitter is a gateway/CDN layer, plus every 502 and
+// The gateway_error outcome class: any 5xx whose emitter is a gateway/CDN layer, plus every 502 and
 // 504 whoever sent them.
 bool IsGatewayError(int status, Emitter e);
 

@@ -1,5 +1,5 @@
 #pragma once
-// Outcome classes of SPEC section 5. The names are a contract: they appear in metric
+// Outcome classes of docs/probes.md. The names are a contract: they appear in metric
 // labels, the API and alerts.
 
 #include <array>

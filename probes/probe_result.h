@@ -1,5 +1,5 @@
 #pragma once
-// What one probe attempt found (SPEC section 5). A failed probe is data, not an error.
+// What one probe attempt found (docs/probes.md). A failed probe is data, not an error.
 
 #include <array>
 #include <chrono>
@@ -29,7 +29,7 @@ struct TlsFacts {
   std::string earliest_expiry_subject;        // whose notAfter that is
 };
 
-// Response headers kept in results (SPEC section 5), lower-case names.
+// Response headers kept in results (docs/probes.md), lower-case names.
 inline constexpr std::array<std::string_view, 7> kSelectedHeaders = {
     "server", "via", "cf-ray", "x-served-by", "x-cache", "x-envoy-upstream-service-time",
     "retry-after"};

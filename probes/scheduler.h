@@ -1,5 +1,5 @@
 #pragma once
-// When each monitor x region is due (SPEC section 5). Pure logic over an injected clock:
+// When each monitor x region is due (docs/probes.md). Pure logic over an injected clock:
 // the engine thread calls TakeDue() from its loop and submits what is due; tests drive
 // it with a FakeClock and never sleep.
 //
@@ -24,7 +24,7 @@
 
 namespace gatewatch::probes {
 
-// SPEC section 9: with shard = "i/N", a replica probes the monitors that rendezvous
+// docs/regions.md: with shard = "i/N", a replica probes the monitors that rendezvous
 // hashing of the name assigns to it (1-based index). Adding a replica moves only 1/N.
 bool InShard(std::string_view monitor_name, int index, int count);
 

@@ -496,7 +496,7 @@ std::string Fit(std::string text, std::string_view suffix = {}) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The rows (SPEC section 6), first match wins. Each sets the summary and its own evidence only
+// The rows (docs/alerts-and-diagnosis.md), first match wins. Each sets the summary and its own evidence only
 // when it matches.
 
 bool ProxyRegion(const Analysis& a, Diagnosis& d) {

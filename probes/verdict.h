@@ -1,5 +1,5 @@
 #pragma once
-// The verdict engine (SPEC section 6): from a monitor's results and its linked upstreams'
+// The verdict engine (docs/alerts-and-diagnosis.md): from a monitor's results and its linked upstreams'
 // results over a window, one verdict of the table plus structured evidence.
 //
 // Diagnose() is pure: no I/O, no clock reads, no global state; the same input gives the same
@@ -12,7 +12,7 @@
 // set (at most kMaxAddressSets kept), and for an upstream one bound check per failing monitor
 // region (O(results x regions); regions are few). Nothing compares results pairwise.
 //
-// Semantics (the choices SPEC leaves open are marked "decided"):
+// Semantics (the choices a plain reading leaves open are marked "decided"):
 // - Only confirmed results count (ProbeResult::confirmed). Results whose `monitor` is set and
 //   differs from the series name, unconfirmed attempts and results before the window are
 //   ignored and counted in Evidence::ignored (never dropped silently).
@@ -30,7 +30,7 @@
 //   closest to the failure (the onset confirmation, or the regular probe next to it); when it
 //   has none from f, (decided) the closest such result from any region. Decided: newer upstream results are
 //   not compared, because the monitor's failure is older than them: an upstream that came back
-//   after the gateway's last 502 must not turn upstream_down into gateway_fault (SPEC: "the
+//   after the gateway's last 502 must not turn upstream_down into gateway_fault (docs/alerts-and-diagnosis.md: "the
 //   comparison is made within the same second"; the confirmation probe started at once after
 //   the failure falls inside the slack). With no failing region: the upstream's current result
 //   in every region it has. An upstream is `failing` when any compared result fails, `healthy`

@@ -2,7 +2,7 @@
 # Builds the gatewatch image with podman and checks it from the outside:
 #   1. installs podman, buildah, runc and debootstrap if missing (apt-get; root);
 #   2. makes the base image docker.io/library/debian:bookworm-slim once, with debootstrap
-#      (no image registry is needed; ../shared/BUILD-NOTES.md "Containers without a
+#      (no image registry is needed; docs/building.md "Containers without a
 #      Docker engine");
 #   3. podman build --pull=never --format docker -t gatewatch:dev -f deploy/Dockerfile .
 #      (the build stage compiles and runs the fast unit tests);

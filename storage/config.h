@@ -1,5 +1,5 @@
 #pragma once
-// Storage configuration (SPEC section 4, [storage]).
+// Storage configuration (docs/configuration.md[storage]).
 
 #include <string>
 #include <vector>

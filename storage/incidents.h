@@ -1,5 +1,5 @@
 #pragma once
-// IncidentStore: the incident records of SPEC section 6 ("one open incident per monitor at a
+// IncidentStore: the incident records of docs/alerts-and-diagnosis.md ("one open incident per monitor at a
 // time: it opens at the first confirmed failure, carries the current verdict, records the peak
 // failure ratio, and closes after the monitor is healthy ... kept for failure_retention").
 // Table incidents (schema version 4, see storage/sqlite_store.cc).
@@ -11,7 +11,7 @@
 // of SqliteStore::Prune() (closed incidents older than StorageConfig::failure_retention), so
 // the results writer's incremental prune covers it; Prune() here is the same step on its own.
 //
-// Storage does not interpret verdicts (SPEC section 6 names, stored as text) nor evidence (a
+// Storage does not interpret verdicts (docs/alerts-and-diagnosis.md names, stored as text) nor evidence (a
 // JSON text, stored as given): it enforces the one-open-per-monitor rule (a partial UNIQUE
 // index, so it holds across connections and processes), the peak ratio as a maximum and
 // alert_fired as sticky.
@@ -43,7 +43,7 @@ namespace gatewatch::storage {
 struct Incident {
   int64_t id = 0;  // assigned by OpenIncident(); increasing in creation order
   std::string monitor{};
-  std::string verdict{};               // current verdict (SPEC section 6 name)
+  std::string verdict{};               // current verdict (docs/alerts-and-diagnosis.md name)
   std::string first_verdict{};         // the verdict it opened with; never changes
   std::string summary{};               // one line for humans
   std::string evidence{};              // JSON text, as last given ("{}" when none was given)

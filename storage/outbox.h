@@ -1,5 +1,5 @@
 #pragma once
-// AlertStore: the persisted alert state and the notification outbox (SPEC section 8: "alert
+// AlertStore: the persisted alert state and the notification outbox (docs/reliability.md: "alert
 // state and the notification outbox live in SQLite, so a kill -9 and restart neither loses a
 // pending notification nor drops a resolved, and does not re-send a message whose delivery was
 // recorded"). Tables alert_state and outbox (schema version 3; outbox.failures since version 5;

@@ -17,9 +17,9 @@ namespace gatewatch::storage {
 
 // Schema (current version 5)
 //
-// results: one row per probe attempt (SPEC section 5), confirmed or not.
+// results: one row per probe attempt (docs/probes.md), confirmed or not.
 //   id INTEGER PRIMARY KEY, monitor, region, started_at (unix ms), attempt, confirmed (0/1),
-//   outcome (stable name, SPEC section 5), failure (0/1 = probes::IsFailure(outcome), for
+//   outcome (stable name, docs/probes.md), failure (0/1 = probes::IsFailure(outcome), for
 //   retention and the failure index), http_status (0 = none), resolve_us .. total_us (NULL =
 //   phase not reached, never a fake zero), bytes_read, remote_ip, resolved (JSON array of
 //   strings), http_version, tls_version, tls_subject, tls_issuer, tls_earliest_expiry (unix
@@ -42,7 +42,7 @@ namespace gatewatch::storage {
 //   1 pending, 2 firing, 3 resolving; storage does not interpret it), since_ms,
 //   firing_since_ms, last_notified_ms (unix ms), notified (0/1), updated_ms (unix ms of the
 //   commit that wrote the row). Written by AlertStore (storage/outbox.h).
-// outbox (version 3): notifications to deliver, at-least-once (SPEC section 8). id INTEGER
+// outbox (version 3): notifications to deliver, at-least-once (docs/reliability.md). id INTEGER
 //   PRIMARY KEY (creation order), notifier (config name), alert, monitor, kind ("firing",
 //   "resolved", "reminder" or "test"), message (JSON: the event, independent of any
 //   notifier's rendering), created_ms, attempts (attempts that did not deliver so far:
@@ -53,17 +53,17 @@ namespace gatewatch::storage {
 //   NextAttempt(); partial (COALESCE(delivered_ms, given_up_ms)) WHERE finished, for the
 //   audit retention of PruneDelivered(). A state change and the messages it causes are
 //   written in one transaction (AlertStore::Commit).
-// incidents (version 4): SPEC section 6 incidents, written by IncidentStore
+// incidents (version 4): docs/alerts-and-diagnosis.md incidents, written by IncidentStore
 //   (storage/incidents.h). id INTEGER PRIMARY KEY (creation order), monitor, opened_at,
 //   updated_at, closed_at (unix ms; closed_at NULL = open), verdict (current) and
-//   first_verdict (SPEC section 6 names, not interpreted here), summary, peak_ratio (REAL,
+//   first_verdict (docs/alerts-and-diagnosis.md names, not interpreted here), summary, peak_ratio (REAL,
 //   0 .. 1, only ever raised), evidence (JSON text, opaque here), alert_fired (0/1, sticky),
 //   regions (JSON array of region names).
 //   Indexes: partial UNIQUE (monitor) WHERE closed_at IS NULL: at most one open incident per
 //   monitor, for every connection; (opened_at) and (monitor, opened_at) for listing newest
 //   first; partial (closed_at) WHERE closed_at IS NOT NULL for retention (failure_retention).
 //
-// Stored names (outcome, emitter, reason) are the stable SPEC names, never enum ordinals, so
+// Stored names (outcome, emitter, reason) are the stable names of docs/probes.md, never enum ordinals, so
 // reordering an enum cannot corrupt stored data. A new Outcome needs a migration adding its
 // rollup column; the static_assert below stops the build until someone writes it.
 static_assert(kOutcomeCount == 23,
@@ -235,7 +235,7 @@ INSERT INTO latest (monitor, region, kind, started_at, result_id)
   return sql;
 }
 
-// Version 3: alert state and the notification outbox (SPEC section 8).
+// Version 3: alert state and the notification outbox (docs/reliability.md).
 constexpr const char* kMigration3 = R"sql(
 CREATE TABLE alert_state (
   alert TEXT NOT NULL,
@@ -268,7 +268,7 @@ CREATE INDEX outbox_finished ON outbox (COALESCE(delivered_ms, given_up_ms))
   WHERE delivered_ms IS NOT NULL OR given_up_ms IS NOT NULL;
 )sql";
 
-// Version 4: incidents (SPEC section 6).
+// Version 4: incidents (docs/alerts-and-diagnosis.md).
 constexpr const char* kMigration4 = R"sql(
 CREATE TABLE incidents (
   id INTEGER PRIMARY KEY,
@@ -897,7 +897,7 @@ Result<PruneStats> SqliteStore::Prune(SystemTime now, const StorageConfig& confi
       {"rollup_hour WHERE bucket_start < ?1", now_ms - config.hour_rollup_retention.count(),
        &PruneStats::hour_rollups},
       // Closed incidents are the written root-cause record: kept as long as the failed results
-      // they summarise (SPEC section 6). Open ones have closed_at NULL and never match.
+      // they summarise (docs/alerts-and-diagnosis.md). Open ones have closed_at NULL and never match.
       {"incidents WHERE closed_at < ?1", now_ms - config.failure_retention.count(),
        &PruneStats::incidents},
   };

@@ -1,5 +1,5 @@
 #pragma once
-// The results store (SPEC sections 4 [storage], 5, 8): every probe attempt, per-minute and
+// The results store (docs/configuration.md [storage], 5, 8): every probe attempt, per-minute and
 // per-hour rollups per monitor x region, and retention. `Store` is the one interface of this
 // extension point (STYLE section 2); `SqliteStore` (storage/sqlite_store.h) implements it, and
 // `Writer` (storage/writer.h) owns the write connection on its own thread.
@@ -101,7 +101,7 @@ struct LatencyHistogram {
 };
 
 // Aggregates of one monitor x region over one minute or hour. Everything but `attempts`
-// counts confirmed results only (SPEC section 5: ratios use confirmed outcomes).
+// counts confirmed results only (docs/probes.md: ratios use confirmed outcomes).
 struct Rollup {
   std::string monitor{};
   std::string region{};

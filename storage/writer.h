@@ -1,13 +1,13 @@
 #pragma once
 // Writer: persists probe results in batches on its own thread with its own SqliteStore
-// connection (SPEC sections 5, 8, 10), and runs retention in small steps between batches.
+// connection (docs/probes.md, docs/reliability.md, bench/README.md), and runs retention in small steps between batches.
 //
 // Threads: Enqueue(), Flush(), Stats() and Stop() may be called from any thread. The writer
 // thread is the only user of its connection (opened on that thread, closed on it).
 //
 // Memory is bounded: at most `queue_capacity` results are accepted and not yet committed
 // (queued plus the batch being written). Enqueue() never blocks: when that many are pending
-// it returns false and the caller skips the probe with reason `backpressure` (SPEC section 5),
+// it returns false and the caller skips the probe with reason `backpressure` (docs/probes.md),
 // so nothing exists half-written.
 //
 // Batching: a batch (at most `batch_rows` results) is written in ONE transaction as soon as

@@ -47,7 +47,7 @@ std::string PlainText(const Message& m);
 // Alertmanager labels {alertname, monitor, severity} (severity only when set: an empty
 // label value means "no label" to Alertmanager) and annotations {verdict, summary,
 // description, ratio, regions}. The verdict is an annotation, not a label, because it may
-// change during an incident (SPEC section 7). Annotation texts are cut to our own bounds
+// change during an incident (docs/alerts-and-diagnosis.md). Annotation texts are cut to our own bounds
 // (Alertmanager documents none) so a payload stays small.
 Json AlertmanagerLabels(const Message& m);
 Json AlertmanagerAnnotations(const Message& m);

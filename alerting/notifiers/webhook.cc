@@ -1,4 +1,4 @@
-// Generic webhook: the Alertmanager webhook format, version "4" (SPEC section 7), so
+// Generic webhook: the Alertmanager webhook format, version "4" (docs/alerts-and-diagnosis.md), so
 // anything that consumes Alertmanager webhooks consumes gatewatch's:
 //   {"version": "4", "groupKey", "truncatedAlerts": 0, "status", "receiver",
 //    "groupLabels", "commonLabels", "commonAnnotations", "externalURL",

@@ -1,4 +1,4 @@
-// Restart semantics of the evaluator (SPEC section 8, issue "Alerting"): the persisted
+// Restart semantics of the evaluator (docs/reliability.md): the persisted
 // state (what TakeChangedStates() hands to SQLite) plus a replay of the stored results of
 // the last window must continue every state where it was, without a second "firing" and
 // without losing a "resolved".

@@ -1,4 +1,4 @@
-// Alerting end to end (issue "Alerting"): the gatewatch binary watches a real nginx in front
+// Alerting end to end (docs/alerts-and-diagnosis.md): the gatewatch binary watches a real nginx in front
 // of an upstream process on loopback; the test kills the upstream (SIGKILL: its port refuses
 // connections, nginx answers 502) and starts it again; a recording webhook receiver
 // gets exactly one firing and one resolved message, each with a valid HMAC signature. The

@@ -1,4 +1,4 @@
-// Delivery faults through the daemon (SPEC section 8): gatewatch is killed with SIGKILL while
+// Delivery faults through the daemon (docs/reliability.md): gatewatch is killed with SIGKILL while
 // a notification is enqueued but not delivered (its receiver answers 503); after a restart the
 // message arrives, exactly once, and so does the "resolved" — nothing lost, nothing doubled.
 // (Retry, 429, hanging receivers and give-ups are covered thread-level in

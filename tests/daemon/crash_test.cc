@@ -1,4 +1,4 @@
-// Crash safety (SPEC section 8): a daemon writing heavily is killed with SIGKILL; after a
+// Crash safety (docs/reliability.md): a daemon writing heavily is killed with SIGKILL; after a
 // restart the database passes PRAGMA integrity_check, every result older than one flush
 // interval before the kill is there, and the daemon resumes writing.
 

@@ -1,4 +1,4 @@
-// The verdicts of SPEC section 6, end to end: REAL gateways (nginx and HAProxy from the Debian
+// The verdicts of docs/alerts-and-diagnosis.md, end to end: REAL gateways (nginx and HAProxy from the Debian
 // packages, tests/support/gateways.h) and fleet/ servers on loopback, probed by `gatewatch
 // check` in-process (RunCheck, --json parsed), which feeds the live results to the verdict
 // engine. Each case asserts the verdict, the exit code, the summary's key words and the

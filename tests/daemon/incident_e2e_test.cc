@@ -1,6 +1,6 @@
-// Diagnosis through the daemon (issue "Diagnosis"): the gatewatch binary watches a real nginx
+// Diagnosis through the daemon (docs/alerts-and-diagnosis.md): the gatewatch binary watches a real nginx
 // in front of upstreams on loopback, each upstream a process of its own that the tests kill
-// (SIGKILL) and start again. Incidents open with the verdict of SPEC section 6, the
+// (SIGKILL) and start again. Incidents open with the verdict of docs/alerts-and-diagnosis.md, the
 // verdict changes as the evidence does, incidents close on recovery, the verdict is a metric
 // and every chat message (Slack, recorded by a local receiver) leads with it. The messages are
 // printed: they are quoted in the closing note.

@@ -1,4 +1,4 @@
-// `gatewatch notify-test --config F --notifier NAME` (SPEC section 7): a sample firing and
+// `gatewatch notify-test --config F --notifier NAME` (docs/cli.md): a sample firing and
 // resolved message through one notifier, the receiver's answers printed, exit 0 only when
 // both were accepted.
 #include <doctest/doctest.h>

@@ -1,5 +1,5 @@
 // Secrets (webhook URLs, tokens, HMAC secrets, credentials in query strings) never
-// appear in /metrics, any API response, the status page or the logs (SPEC section 8).
+// appear in /metrics, any API response, the status page or the logs (docs/reliability.md).
 
 #include <httplib.h>
 #include <signal.h>

@@ -1,6 +1,6 @@
 // deploy/: the Prometheus config and rules pass promtool (syntax and the rules' unit
 // tests), the Grafana dashboard is importable JSON that queries only the metric names
-// of SPEC section 7, and the configs shipped for the container, compose and Kubernetes
+// of docs/metrics.md, and the configs shipped for the container, compose and Kubernetes
 // validate with the real binary.
 
 #include <doctest/doctest.h>
@@ -29,7 +29,7 @@ using testing::RunCommand;
 const std::string kSource = GATEWATCH_SOURCE_DIR;
 const std::string kDeploy = kSource + "/deploy";
 
-// SPEC section 7: the metric names are a contract. Self metrics: scheduler lag
+// docs/metrics.md: the metric names are a contract. Self metrics: scheduler lag
 // histogram, probes in flight, probes skipped (overload), DB write batch latency and
 // write errors, build info.
 const std::set<std::string> kSpecMetrics = {
@@ -249,7 +249,7 @@ TEST_CASE("Deploy: the alert rules' unit tests pass (promtool test rules)") {
   CHECK(r.out.find("SUCCESS") != std::string::npos);
 }
 
-TEST_CASE("Deploy: the rules query only SPEC metrics, Prometheus' own series and recorded names") {
+TEST_CASE("Deploy: the rules query only gatewatch metrics, Prometheus' own series and recorded names") {
   const std::set<std::string> recorded = RecordedNames();
   CHECK(recorded.size() >= 5);
   size_t expressions = 0;
@@ -278,7 +278,7 @@ TEST_CASE("Deploy: SeriesNames finds series, not functions, labels or variables"
   CHECK_FALSE(IsSpecMetric("gatewatch_probe_duration_seconds"));
 }
 
-TEST_CASE("Deploy: the Grafana dashboard is importable and queries only SPEC metrics") {
+TEST_CASE("Deploy: the Grafana dashboard is importable and queries only gatewatch metrics") {
   json dash;
   REQUIRE_NOTHROW(dash = json::parse(ReadFile(kDeploy + "/grafana/gatewatch.json")));
   REQUIRE(dash.is_object());
@@ -301,7 +301,7 @@ TEST_CASE("Deploy: the Grafana dashboard is importable and queries only SPEC met
   REQUIRE(std::regex_search(monitor_query, m,
                             std::regex(R"(^label_values\(([A-Za-z_:][A-Za-z0-9_:]*)\s*[,{])")));
   CHECK(IsSpecMetric(m[1]));
-  // Every other variable query names SPEC metrics too.
+  // Every other variable query names gatewatch metrics too.
   for (const auto& [name, v] : vars) {
     if (v.value("type", "") != "query") continue;
     const std::string q = v["query"].is_object() ? v["query"].value("query", "")
@@ -340,7 +340,7 @@ TEST_CASE("Deploy: the Grafana dashboard is importable and queries only SPEC met
     }
   }
   CHECK(queries >= 8);
-  // The panels the dashboard promises (README "Deploy").
+  // The panels the dashboard promises (docs/deploy.md).
   for (const char* metric :
        {"gatewatch_probe_success", "gatewatch_probe_phase_seconds", "gatewatch_probes_total",
         "gatewatch_probe_emitter_total", "gatewatch_alert_state", "gatewatch_notifications_total",

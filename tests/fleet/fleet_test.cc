@@ -386,7 +386,7 @@ TEST_CASE("Fleet: pages carry correct lengths and emitter tells") {
     REQUIRE(length.has_value());
     CHECK(*length == std::to_string(Body(page.raw).size()));
   }
-  // Lengths and bytes fingerprints.md states outright.
+  // Lengths and bytes docs/fingerprints.md states outright.
   CHECK(HeaderValue(pages::Haproxy(502), "Content-Length") == "107");
   CHECK(HeaderValue(pages::Haproxy(503), "Content-Length") == "107");
   CHECK(HeaderValue(pages::Haproxy(504), "Content-Length") == "92");

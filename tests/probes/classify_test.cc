@@ -10,7 +10,7 @@
 namespace gatewatch::probes {
 namespace {
 
-TEST_CASE("Outcome: every name round-trips and matches SPEC section 5") {
+TEST_CASE("Outcome: every name round-trips and matches docs/probes.md") {
   for (size_t i = 0; i < kOutcomeNames.size(); ++i) {
     const auto o = static_cast<Outcome>(i);
     CHECK(OutcomeFromString(ToString(o)) == o);

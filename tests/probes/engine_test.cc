@@ -1,5 +1,5 @@
 // The probe engine against the misbehaving fleet on loopback: every outcome class of
-// SPEC section 5, phases present/absent, DNS through a test resolver, regions, retries,
+// docs/probes.md, phases present/absent, DNS through a test resolver, regions, retries,
 // and 1,000 probes in flight against targets that never answer.
 
 #include "probes/engine.h"

@@ -358,7 +358,7 @@ TEST_CASE("Fingerprint: HAProxy's length quirk needs the exact length and no Ser
 }
 
 TEST_CASE("Fingerprint: every Emitter and Reason name round-trips") {
-  // The stable names, written out by hand (SPEC section 5, metric labels, API).
+  // The stable names, written out by hand (docs/probes.md, metric labels, API).
   const std::vector<std::string_view> emitters = {
       "none",    "application", "nginx",     "openresty", "apache",     "haproxy",
       "envoy",   "traefik",     "caddy",     "varnish",   "cloudflare", "cloudflare_origin",

@@ -576,7 +576,7 @@ TEST_CASE("Verdict: a gateway that gives up after a constant time before its ups
   }
 }
 
-TEST_CASE("Verdict: names round-trip and match SPEC section 6") {
+TEST_CASE("Verdict: names round-trip and match docs/alerts-and-diagnosis.md") {
   for (const Verdict v : AllVerdicts()) CHECK(VerdictFromString(ToString(v)) == v);
   CHECK(AllVerdicts().size() == 18);
   CHECK(ToString(Verdict::kPartialUpstreamFailure) == "partial_upstream_failure");
