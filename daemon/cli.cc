@@ -1,7 +1,10 @@
 #include "daemon/cli.h"
 
+#include <CLI/CLI.hpp>
+
+#include <cctype>
 #include <cstdio>
-#include <map>
+#include <cstdlib>
 #include <optional>
 
 #include "daemon/app.h"
@@ -16,117 +19,85 @@
 namespace gatewatch::daemon {
 namespace {
 
-constexpr const char* kUsage = R"(usage: gatewatch <command> [options]
+constexpr const char* kAbout =
+    "Know where your 502s come from: synthetic HTTP(S) probes from several regions,\n"
+    "stored in SQLite, exposed to Prometheus, alerts with a diagnosis.";
 
-Know where your 502s come from: synthetic HTTP(S) probes from several regions,
-stored in SQLite, exposed to Prometheus, alerts with a diagnosis.
-
-commands:
-  demo [--listen ADDR] [--phase 20s] [--keep]
-                           a gateway and two upstreams on loopback that fail on purpose,
-                           watched by the daemon (temporary database); Ctrl-C stops
-  run --config FILE        run the daemon (SIGHUP reloads, SIGTERM stops)
-  check URL [--upstream URL]... [--region NAME]... [--config FILE] [--json]
-                           probe the target and its upstreams once now from each region
-                           and state the diagnosis verdict with its evidence (phases,
-                           outcome, responder fingerprint, TLS facts per probe); exit 0
-                           only when the verdict is healthy. One probe each: the verdict
-                           is the current state (never transient, which needs history)
-  validate --config FILE   check a config file; print a summary, or every error
-  backup --config FILE DEST [--force]
-                           copy the database (storage.path) to DEST, also while the
-                           daemon runs: one consistent snapshot, checked with
-                           integrity_check; an existing DEST only with --force
-  notify-test --config FILE --notifier NAME
-                           send a sample firing and resolved message through one
-                           notifier and print the receiver's answers
-  version                  print the version
-
-options:
-  -c, --config FILE        the TOML config file
-  --notifier NAME          (notify-test) a [[notifiers]] name of the config
-  --upstream URL           (check) an upstream behind the target; repeatable
-  --region NAME            (check) probe from this region of the config (proxy, resolvers);
-                           repeatable; default: the config's own region (server.region)
-  --timeout DURATION       (check) whole-probe limit, e.g. "5s" (default: the config's)
-  --ca-file FILE           (check) CA bundle to verify with (default: the system's)
-  --insecure               (check) do not verify TLS certificates
-  --json                   (check) machine-readable output
-  --listen HOST:PORT       (demo) where the demo daemon listens (default 127.0.0.1:9464)
-  --phase DURATION         (demo) how long each failure scenario lasts (default 20s)
-  --keep                   (demo) keep the temporary config and database on exit
-  --force                  (backup) replace an existing DEST
-  --log-level LEVEL        debug, info (default), warn or error; logs are logfmt on stderr
-  -h, --help               this text
-
-exit codes: 0 success, 1 a check or start-up failed, 2 bad usage or invalid config
-)";
-
-struct Parsed {
-  std::vector<std::string> positional;  // the command, then its arguments
-  std::optional<std::string> config;
-  std::optional<std::string> log_level;
-  std::optional<std::string> timeout;
-  std::optional<std::string> ca_file;
-  std::optional<std::string> listen;
-  std::optional<std::string> phase;
-  std::optional<std::string> notifier;
-  std::vector<std::string> upstreams;
-  std::vector<std::string> regions;  // check: repeatable
-  bool json = false;
-  bool keep = false;
-  bool force = false;
-  bool insecure = false;
-  bool help = false;
-};
-
-// Parses the flags. Returns an error message on bad usage.
-std::optional<std::string> Parse(const std::vector<std::string>& args, Parsed& p) {
-  const std::map<std::string, std::optional<std::string> Parsed::*> valued = {
-      {"--config", &Parsed::config},   {"-c", &Parsed::config},
-      {"--log-level", &Parsed::log_level},
-      {"--timeout", &Parsed::timeout}, {"--ca-file", &Parsed::ca_file},
-      {"--listen", &Parsed::listen},   {"--phase", &Parsed::phase},
-      {"--notifier", &Parsed::notifier}};
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string flag = args[i];
-    std::optional<std::string> inline_value;
-    if (const size_t eq = flag.find('='); flag.rfind("--", 0) == 0 && eq != std::string::npos) {
-      inline_value = flag.substr(eq + 1);
-      flag = flag.substr(0, eq);
-    }
-    const auto value = [&]() -> std::optional<std::string> {
-      if (inline_value) return inline_value;
-      if (i + 1 >= args.size()) return std::nullopt;
-      return args[++i];
-    };
-    if (flag == "-h" || flag == "--help") {
-      p.help = true;
-    } else if (flag == "--json" || flag == "--insecure" || flag == "--keep" || flag == "--force") {
-      (flag == "--json"    ? p.json
-       : flag == "--keep"  ? p.keep
-       : flag == "--force" ? p.force
-                           : p.insecure) = true;
-    } else if (auto it = valued.find(flag); it != valued.end()) {
-      auto v = value();
-      if (!v) return flag + " needs a value";
-      p.*(it->second) = *v;
-    } else if (flag == "--upstream" || flag == "--region") {
-      auto v = value();
-      if (!v) return flag + (flag == "--upstream" ? " needs a URL" : " needs a value");
-      (flag == "--upstream" ? p.upstreams : p.regions).push_back(*v);
-    } else if (!flag.empty() && flag[0] == '-') {
-      return "unknown option " + flag;
-    } else {
-      p.positional.push_back(args[i]);
-    }
-  }
-  return std::nullopt;
+std::string Footer() {
+  return std::string("The config file: FILE or --config FILE, else $GATEWATCH_CONFIG, else ") +
+         kDefaultConfigPath +
+         ".\nRun 'gatewatch COMMAND --help' for a command's options.\n"
+         "Exit codes: 0 success, 1 a check or start-up failed, 2 bad usage or invalid config.\n";
 }
 
-int Usage(std::ostream& err, const std::string& problem) {
-  err << "gatewatch: " << problem << "\n\n" << kUsage;
+// One line per command, shown with a usage error so that it stays short.
+struct Command {
+  const char* name;
+  const char* synopsis;
+};
+constexpr Command kCommands[] = {
+    {"run", "run [FILE | --config FILE]"},
+    {"validate", "validate [FILE | --config FILE]"},
+    {"check", "check URL [--upstream URL]... [--region NAME]... [--config FILE] [--timeout D] "
+              "[--ca-file FILE] [--insecure] [--json]"},
+    {"demo", "demo [--listen HOST:PORT] [--phase D] [--keep]"},
+    {"backup", "backup [--config FILE] DEST [--force]"},
+    {"notify-test", "notify-test [--config FILE] --notifier NAME"},
+    {"version", "version"},
+    {"help", "help"},
+};
+
+const Command* FindCommand(const std::string& name) {
+  for (const Command& c : kCommands) {
+    if (name == c.name) return &c;
+  }
+  return nullptr;
+}
+
+// A usage error: the problem, then the synopsis of the command (or the command list).
+int Usage(std::ostream& err, const std::string& problem, const Command* command) {
+  err << "gatewatch: " << problem << "\n";
+  if (command != nullptr) {
+    err << "usage: gatewatch " << command->synopsis << "\n"
+        << "Run 'gatewatch " << command->name << " --help' for more.\n";
+  } else {
+    err << "usage: gatewatch <command> [options]; commands:";
+    for (const Command& c : kCommands) err << " " << c.name;
+    err << "\nRun 'gatewatch --help' for more.\n";
+  }
   return kExitUsage;
+}
+
+// The command word: the first argument that is neither an option of the top level nor its
+// value. Empty when there is none.
+std::string CommandWord(const std::vector<std::string>& args) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--log-level") {
+      ++i;
+      continue;
+    }
+    if (!a.empty() && a[0] == '-') continue;
+    return a;
+  }
+  return "";
+}
+
+// The config file of run, validate, backup and notify-test: a positional FILE or --config,
+// else $GATEWATCH_CONFIG, else the packaged default path.
+std::optional<std::string> ConfigPath(const std::optional<std::string>& flag,
+                                      const std::optional<std::string>& positional,
+                                      std::string* problem) {
+  if (flag && positional) {
+    *problem = "the config file is given twice (FILE and --config); give it once";
+    return std::nullopt;
+  }
+  if (flag) return flag;
+  if (positional) return positional;
+  if (const char* env = std::getenv("GATEWATCH_CONFIG"); env != nullptr && *env != '\0') {
+    return std::string(env);
+  }
+  return std::string(kDefaultConfigPath);
 }
 
 int Validate(const std::string& path, std::ostream& out, std::ostream& err) {
@@ -176,87 +147,171 @@ int Backup(const std::string& config_path, const std::string& dest, bool force, 
   return kExitOk;
 }
 
+// CLI11's message, worded like the rest of gatewatch's errors ("--region needs a value").
+std::string ParseProblem(const CLI::ParseError& e) {
+  std::string text = e.what();
+  if (const size_t colon = text.find(": "); dynamic_cast<const CLI::ArgumentMismatch*>(&e) &&
+                                            colon != std::string::npos &&
+                                            text.find("required", colon) != std::string::npos) {
+    return text.substr(0, colon) + " needs a value";
+  }
+  // "The following argument ..." reads as one of ours in lower case; "DEST is required" stays.
+  if (text.size() > 1 && std::isupper(static_cast<unsigned char>(text[0])) &&
+      std::islower(static_cast<unsigned char>(text[1]))) {
+    text[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(text[0])));
+  }
+  return text;
+}
+
 }  // namespace
 
 int RunCli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err) {
-  Parsed p;
-  if (auto problem = Parse(args, p)) return Usage(err, *problem);
-  const std::string command = p.positional.empty() ? "" : p.positional.front();
-  if (p.help || command == "help") {
-    out << kUsage;
-    return kExitOk;
+  const std::string word = CommandWord(args);
+  const Command* command = FindCommand(word);
+  if (!word.empty() && command == nullptr) {
+    return Usage(err, "unknown command \"" + word + "\"", nullptr);
   }
-  if (p.log_level) {
+
+  CLI::App app{kAbout, "gatewatch"};
+  app.footer(Footer());
+  app.set_help_flag("-h,--help", "print this help (per command: gatewatch COMMAND --help)");
+  std::string log_level;
+  app.add_option("--log-level", log_level, "debug, info (default), warn or error; logs are logfmt on stderr")
+      ->option_text("LEVEL");
+
+  std::optional<std::string> config, config_file, timeout, ca_file, notifier, listen, phase;
+  std::string url, dest;
+  std::vector<std::string> upstreams, regions;
+  bool json = false, keep = false, force = false, insecure = false;
+  const auto add_config = [&](CLI::App* sub, const char* what) {
+    sub->add_option("-c,--config", config, what)->option_text("FILE");
+  };
+
+  CLI::App* run = app.add_subcommand("run", "run the daemon (SIGHUP reloads, SIGTERM stops)");
+  add_config(run, "the TOML config file");
+  run->add_option("FILE", config_file, "the TOML config file (instead of --config)");
+  CLI::App* validate =
+      app.add_subcommand("validate", "check a config file; print a summary, or every error");
+  add_config(validate, "the TOML config file");
+  validate->add_option("FILE", config_file, "the TOML config file (instead of --config)");
+  CLI::App* check = app.add_subcommand(
+      "check",
+      "probe URL and its upstreams once now and state the diagnosis (exit 0: healthy)");
+  check->add_option("URL", url, "the target");
+  check->add_option("--upstream", upstreams, "an upstream behind the target; repeatable")
+      ->option_text("URL")->allow_extra_args(false);
+  check->add_option("--region", regions,
+                    "probe from this region of the config (proxy, resolvers); repeatable; "
+                    "default: the config's own region (server.region)")
+      ->option_text("NAME")->allow_extra_args(false);
+  check->add_option("-c,--config", config, "probe defaults and regions from this file")
+      ->option_text("FILE");
+  check->add_option("--timeout", timeout, "whole-probe limit, e.g. 5s (default: the config's)")
+      ->option_text("DURATION");
+  check->add_option("--ca-file", ca_file, "CA bundle to verify with (default: the system's)")
+      ->option_text("FILE");
+  check->add_flag("--insecure", insecure, "do not verify TLS certificates");
+  check->add_flag("--json", json, "machine-readable output");
+  CLI::App* demo = app.add_subcommand(
+      "demo",
+      "watch a loopback gateway and upstreams that fail on purpose; Ctrl-C stops");
+  demo->add_option("--listen", listen, "where the demo daemon listens (default 127.0.0.1:9464)")
+      ->option_text("HOST:PORT");
+  demo->add_option("--phase", phase, "how long each failure scenario lasts (default 20s)")
+      ->option_text("DURATION");
+  demo->add_flag("--keep", keep, "keep the temporary config and database on exit");
+  CLI::App* backup = app.add_subcommand(
+      "backup",
+      "copy the database to DEST, also while the daemon runs (one checked snapshot)");
+  add_config(backup, "the TOML config file (its storage.path is copied)");
+  backup->add_option("DEST", dest, "the copy to write")->required();
+  backup->add_flag("--force", force, "replace an existing DEST");
+  CLI::App* notify = app.add_subcommand(
+      "notify-test",
+      "send a sample firing and resolved message through one notifier");
+  add_config(notify, "the TOML config file");
+  notify->add_option("--notifier", notifier, "a [[notifiers]] name of the config")
+      ->option_text("NAME")->required();
+  check->footer(
+      "Probes the target and each upstream once from every region given (TLS facts, phases,\n"
+      "outcome, responder fingerprint per probe), then runs the diagnosis on those results.\n"
+      "One probe each: the verdict is the current state (never transient, which needs history).\n"
+      "Exit codes: 0 the verdict is healthy, 1 any other verdict, 2 bad usage or config.\n");
+  backup->footer(
+      "Uses SQLite's online backup, checks the copy with integrity_check, and refuses an\n"
+      "existing DEST without --force. Restore: stop the daemon, put DEST at storage.path,\n"
+      "remove any -wal and -shm files beside it, start.\n");
+  app.add_subcommand("version", "print the version");
+  app.add_subcommand("help", "print this help");
+  for (CLI::App* sub : app.get_subcommands({})) sub->fallthrough();  // --log-level anywhere
+  app.require_subcommand(0, 1);
+
+  std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 takes them reversed
+  try {
+    app.parse(reversed);
+  } catch (const CLI::CallForHelp&) {
+    out << app.help();
+    return kExitOk;
+  } catch (const CLI::CallForAllHelp&) {
+    out << app.help("", CLI::AppFormatMode::All);
+    return kExitOk;
+  } catch (const CLI::ParseError& e) {
+    return Usage(err, ParseProblem(e), command);
+  }
+
+  if (!log_level.empty()) {
     log::Level level;
-    if (!log::ParseLevel(*p.log_level, &level)) {
-      return Usage(err, "--log-level must be debug, info, warn or error");
+    if (!log::ParseLevel(log_level, &level)) {
+      return Usage(err, "--log-level must be debug, info, warn or error", command);
     }
     log::SetMinLevel(level);
   }
-  if (command.empty()) return Usage(err, "no command given");
-  const size_t max_args = command == "check" || command == "backup" ? 2 : 1;
-  if (p.positional.size() > max_args) return Usage(err, "unexpected argument " + p.positional[max_args]);
-  if (command != "check" && (!p.upstreams.empty() || !p.regions.empty() || p.timeout || p.ca_file || p.json || p.insecure)) {
-    return Usage(err, "--upstream, --region, --timeout, --ca-file, --json and --insecure go with check");
-  }
-  if (command != "demo" && (p.listen || p.phase || p.keep)) {
-    return Usage(err, "--listen, --phase and --keep go with demo");
-  }
-  if (command != "notify-test" && p.notifier) return Usage(err, "--notifier goes with notify-test");
-  if (command != "backup" && p.force) return Usage(err, "--force goes with backup");
-  if (command == "backup") {
-    if (!p.config) return Usage(err, "backup needs --config FILE");
-    if (p.positional.size() < 2) return Usage(err, "backup needs a DEST file");
-    return Backup(*p.config, p.positional[1], p.force, out, err);
-  }
-  if (command == "notify-test") {
-    if (!p.config) return Usage(err, "notify-test needs --config FILE");
-    if (!p.notifier) return Usage(err, "notify-test needs --notifier NAME");
-    return RunNotifyTest({*p.config, *p.notifier}, out, err);
-  }
-  if (command == "demo") {
-    if (p.config) return Usage(err, "demo writes its own config; run --config FILE for yours");
-    DemoOptions o;
-    if (p.listen) {
-      if (auto hp = ParseHostPort(*p.listen); !hp) return Usage(err, "--listen: " + hp.error());
-      o.listen = *p.listen;
-    }
-    if (p.phase) {
-      auto d = ParseDuration(*p.phase);
-      if (!d) return Usage(err, "--phase: " + d.error());
-      if (*d < std::chrono::seconds(1)) return Usage(err, "--phase must be at least 1s");
-      o.phase_length = *d;
-    }
-    o.keep = p.keep;
-    return RunDemo(o);
-  }
-  if (command == "version") {
+  if (command == nullptr) return Usage(err, "no command given", nullptr);
+  const std::string name = command->name;
+  if (name == "help") return RunCli({"--help"}, out, err);
+  if (name == "version") {
     out << "gatewatch " << kVersion << "\n";
     return kExitOk;
   }
-  if (command == "validate" || command == "run") {
-    if (!p.config) return Usage(err, command + " needs --config FILE");
-    return command == "validate" ? Validate(*p.config, out, err) : RunDaemon(*p.config);
-  }
-  if (command == "check") {
-    if (p.positional.size() < 2) return Usage(err, "check needs a URL");
+  if (name == "check") {
+    if (url.empty()) return Usage(err, "check needs a URL", command);
     CheckOptions o;
-    o.url = p.positional[1];
-    o.upstreams = p.upstreams;
-    o.config = p.config;
-    o.regions = p.regions;
-    o.ca_file = p.ca_file;
-    o.json = p.json;
-    o.insecure = p.insecure;
-    if (p.timeout) {
-      auto d = ParseDuration(*p.timeout);
-      if (!d) return Usage(err, "--timeout: " + d.error());
-      if (d->count() <= 0) return Usage(err, "--timeout must be positive");
+    o.url = url;
+    o.upstreams = upstreams;
+    o.config = config;
+    o.regions = regions;
+    o.ca_file = ca_file;
+    o.json = json;
+    o.insecure = insecure;
+    if (timeout) {
+      auto d = ParseDuration(*timeout);
+      if (!d) return Usage(err, "--timeout: " + d.error(), command);
+      if (d->count() <= 0) return Usage(err, "--timeout must be positive", command);
       o.timeout = *d;
     }
     return RunCheck(o, out, err);
   }
-  return Usage(err, "unknown command \"" + command + "\"");
+  if (name == "demo") {
+    DemoOptions o;
+    if (listen) {
+      if (auto hp = ParseHostPort(*listen); !hp) return Usage(err, "--listen: " + hp.error(), command);
+      o.listen = *listen;
+    }
+    if (phase) {
+      auto d = ParseDuration(*phase);
+      if (!d) return Usage(err, "--phase: " + d.error(), command);
+      if (*d < std::chrono::seconds(1)) return Usage(err, "--phase must be at least 1s", command);
+      o.phase_length = *d;
+    }
+    o.keep = keep;
+    return RunDemo(o);
+  }
+  std::string problem;
+  const std::optional<std::string> path = ConfigPath(config, config_file, &problem);
+  if (!path) return Usage(err, problem, command);
+  if (name == "backup") return Backup(*path, dest, force, out, err);
+  if (name == "notify-test") return RunNotifyTest({*path, *notifier}, out, err);
+  return name == "validate" ? Validate(*path, out, err) : RunDaemon(*path);
 }
 
 }  // namespace gatewatch::daemon

@@ -2,11 +2,13 @@
 
 #include <doctest/doctest.h>
 
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "daemon/check.h"
 #include "gatewatch_version.h"
+#include "probes/log.h"
 #include "tests/support/process.h"
 #include "tests/support/temp_dir.h"
 
@@ -23,25 +25,85 @@ Run Cli(std::vector<std::string> args) {
   return {code, out.str(), err.str()};
 }
 
-TEST_CASE("CLI: version and help exit 0") {
+TEST_CASE("CLI: version and help exit 0, each command has its own help") {
   auto v = Cli({"version"});
   CHECK(v.code == 0);
   CHECK(v.out == std::string("gatewatch ") + kVersion + "\n");
-  auto h = Cli({"--help"});
-  CHECK(h.code == 0);
-  CHECK(h.out.find("validate --config FILE") != std::string::npos);
+  for (const auto& args : std::vector<std::vector<std::string>>{{"--help"}, {"-h"}, {"help"}}) {
+    auto h = Cli(args);
+    CHECK(h.code == 0);
+    for (const char* command : {"run", "validate", "check", "demo", "backup", "notify-test"}) {
+      CHECK(h.out.find(std::string("\n  ") + command + " ") != std::string::npos);
+    }
+    CHECK(h.out.find(kDefaultConfigPath) != std::string::npos);
+    CHECK(h.err.empty());
+  }
+  auto check_help = Cli({"check", "--help"});
+  CHECK(check_help.code == 0);
+  CHECK(check_help.out.find("Usage: gatewatch check [OPTIONS] [URL]") != std::string::npos);
+  CHECK(check_help.out.find("Exit codes: 0 the verdict is healthy") != std::string::npos);
+  CHECK(check_help.out.find("--upstream URL") != std::string::npos);
+  CHECK(check_help.out.find("--listen") == std::string::npos);  // demo's, not check's
+  auto backup_help = Cli({"backup", "-h"});
+  CHECK(backup_help.code == 0);
+  CHECK(backup_help.out.find("--force") != std::string::npos);
+  CHECK(backup_help.out.find("--upstream") == std::string::npos);
 }
 
-TEST_CASE("CLI: usage errors exit 2 with the help text") {
-  for (const auto& args : std::vector<std::vector<std::string>>{
-           {}, {"frobnicate"}, {"validate"}, {"validate", "--config"}, {"run", "--bogus"},
-           {"version", "extra"}, {"--log-level", "loud", "version"}}) {
-    CAPTURE(args.size());
-    auto r = Cli(args);
+TEST_CASE("CLI: usage errors exit 2 with the problem and the command's one-line usage") {
+  struct Case {
+    std::vector<std::string> args;
+    std::string problem, usage;
+  };
+  const std::string all = "usage: gatewatch <command> [options]; commands: run validate check";
+  for (const Case& c : std::vector<Case>{
+           {{}, "gatewatch: no command given\n", all},
+           {{"frobnicate"}, "gatewatch: unknown command \"frobnicate\"\n", all},
+           {{"validate", "--config"}, "gatewatch: --config needs a value\n",
+            "usage: gatewatch validate [FILE | --config FILE]\n"},
+           {{"run", "--bogus"}, "gatewatch: the following argument was not expected: --bogus\n",
+            "usage: gatewatch run [FILE | --config FILE]\n"},
+           {{"version", "extra"}, "gatewatch: the following argument was not expected: extra\n",
+            "usage: gatewatch version\n"},
+           {{"--log-level", "loud", "version"},
+            "gatewatch: --log-level must be debug, info, warn or error\n", "usage: gatewatch version\n"},
+           {{"validate", "a.toml", "--config", "b.toml"},
+            "gatewatch: the config file is given twice (FILE and --config); give it once\n",
+            "usage: gatewatch validate"},
+           {{"backup", "--config", "a.toml"}, "gatewatch: DEST is required\n",
+            "usage: gatewatch backup [--config FILE] DEST [--force]\n"},
+           {{"notify-test", "--config", "a.toml"}, "gatewatch: --notifier is required\n",
+            "usage: gatewatch notify-test"}}) {
+    CAPTURE(c.problem);
+    auto r = Cli(c.args);
     CHECK(r.code == kExitUsage);
-    CHECK(r.err.find("usage: gatewatch <command>") != std::string::npos);
+    CHECK(r.err.rfind(c.problem, 0) == 0);
+    CHECK(r.err.find(c.usage) != std::string::npos);
+    CHECK(r.err.size() < 300);  // a short error, not the whole help text
     CHECK(r.out.empty());
   }
+}
+
+TEST_CASE("CLI: the config file is FILE, --config, $GATEWATCH_CONFIG or the default path") {
+  testing::TempDir dir;
+  const std::string a = dir.Write("a.toml", "[[monitors]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/\"\n");
+  const std::string b = dir.Write("b.toml", "[[monitors]]\nname = \"b\"\nurl = \"http://127.0.0.1:1/\"\n");
+  auto positional = Cli({"validate", a});
+  CHECK(positional.code == 0);
+  CHECK(positional.out.find("config OK: " + a) != std::string::npos);
+  auto log_level_after = Cli({"validate", a, "--log-level", "warn"});  // global options go anywhere
+  CHECK(log_level_after.code == 0);
+  log::SetMinLevel(log::Level::kInfo);
+  ::setenv("GATEWATCH_CONFIG", b.c_str(), 1);
+  auto env = Cli({"validate"});
+  CHECK(env.code == 0);
+  CHECK(env.out.find("config OK: " + b) != std::string::npos);
+  auto flag_wins = Cli({"validate", "--config", a});
+  CHECK(flag_wins.out.find("config OK: " + a) != std::string::npos);
+  ::unsetenv("GATEWATCH_CONFIG");
+  auto fallback = Cli({"validate"});
+  CHECK(fallback.code == kExitUsage);
+  CHECK(fallback.err.rfind(std::string(kDefaultConfigPath) + ":", 0) == 0);
 }
 
 TEST_CASE("CLI: validate refuses a file without monitors unless allow_empty = true") {
