@@ -6,7 +6,7 @@
 #   - a relative link in README.md, docs/*.md or bench/README.md points at a missing file, or
 #     at a heading that the linked Markdown file does not have;
 #   - a docs/*.md or docs/*.yaml path cited in a tracked file does not exist, or a heading it
-#     cites by name ('docs/x.md "Heading"') is missing;
+#     cites by name (the path, a space and the heading in double quotes) is missing;
 #   - a tracked file points outside the repository for its contract (the two phrases are
 #     assembled below, so this file does not match itself);
 #   - the README's first ```toml block does not pass `gatewatch validate` (unset ${VARS} in it
