@@ -131,9 +131,9 @@ for path in files:
     except OSError:
         continue
     for lineno, line in enumerate(text.splitlines(), 1):
-        for m in cited.finditer(line):
-            if not os.path.exists(m.group(0)):
-                problem(f"{path}:{lineno}: cites {m.group(0)}, which does not exist")
+        for doc in sorted(set(m.group(0) for m in cited.finditer(line))):
+            if not os.path.exists(doc):
+                problem(f"{path}:{lineno}: cites {doc}, which does not exist")
         for m in named.finditer(line):
             doc, title = m.group(1), m.group(2).strip().lower()
             if os.path.exists(doc) and title not in headings(doc):
