@@ -962,7 +962,7 @@ void HttpProber::Impl::SetRequestOptions(CURL* e, Attempt& a, long remaining_ms)
   const MonitorConfig& m = *a.job->monitor;
   const ProbeSettings& p = m.probe;
   curl_easy_setopt(e, CURLOPT_PRIVATE, &a);
-  curl_easy_setopt(e, CURLOPT_URL, m.url.c_str());
+  curl_easy_setopt(e, CURLOPT_URL, a.url().href.c_str());
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);

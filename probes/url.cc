@@ -2,8 +2,13 @@
 
 #include <arpa/inet.h>
 
+#include <curl/curl.h>
+#include <idn2.h>
+
 #include <algorithm>
 #include <cctype>
+#include <memory>
+#include <optional>
 
 #include "probes/text.h"
 
@@ -88,6 +93,26 @@ Result<HostPort> ParseHostPort(std::string_view text, int default_port) {
   return hp;
 }
 
+namespace {
+
+struct CurlUrlFree {
+  void operator()(CURLU* u) const { curl_url_cleanup(u); }
+};
+struct CurlFree {
+  void operator()(char* p) const { curl_free(p); }
+};
+
+// One part of a parsed URL; nullopt when the URL has none (no port, no query).
+std::optional<std::string> UrlPart(CURLU* u, CURLUPart part, unsigned flags, CURLUcode* code) {
+  char* raw = nullptr;
+  *code = curl_url_get(u, part, &raw, flags);
+  std::unique_ptr<char, CurlFree> owned(raw);
+  if (*code != CURLUE_OK || raw == nullptr) return std::nullopt;
+  return std::string(raw);
+}
+
+}  // namespace
+
 Result<HttpUrl> ParseHttpUrl(std::string_view text) {
   const std::string quoted = Quoted(RedactUserInfo(text));
   const size_t sep = text.find("://");
@@ -99,31 +124,65 @@ Result<HttpUrl> ParseHttpUrl(std::string_view text) {
   if (url.scheme != "http" && url.scheme != "https") {
     return Error("expected an http:// or https:// URL, got scheme " + Quoted(url.scheme));
   }
-  std::string_view rest = text.substr(sep + 3);
-  if (const size_t hash = rest.find('#'); hash != std::string_view::npos) rest = rest.substr(0, hash);
-  const size_t path_start = rest.find_first_of("/?");
-  std::string_view authority = rest.substr(0, path_start);
-  url.target = path_start == std::string_view::npos ? "/" : std::string(rest.substr(path_start));
-  if (!url.target.empty() && url.target.front() == '?') url.target = "/" + url.target;
+  const std::string_view rest = text.substr(sep + 3);
+  const std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
   if (authority.find('@') != std::string_view::npos) {
     return Error("URL " + quoted + " contains user info; credentials in URLs end up in logs, use headers");
   }
   if (authority.empty()) return Error("URL " + quoted + " has no host");
-  for (char c : url.target) {
+  for (char c : text) {
     if (static_cast<unsigned char>(c) <= ' ' || c == 0x7f) {
       return Error("URL " + quoted + " contains a space or control character; percent-encode it");
     }
   }
-  const int default_port = url.scheme == "https" ? 443 : 80;
-  auto hp = ParseHostPort(authority, default_port);
-  if (!hp) return Error("URL " + quoted + ": " + hp.error());
-  if (hp->port == 0) return Error("URL " + quoted + ": port 0 is not a valid port");
-  url.host = Lower(hp->host);
-  url.port = hp->port;
-  url.port_explicit = authority.front() == '['
-                          ? authority.find("]:") != std::string_view::npos
-                          : authority.find(':') != std::string_view::npos;
+  // libcurl's parser is the one that will send the request: what it accepts here is what it
+  // probes. PATH_AS_IS keeps the target as written ("/a/../b" is not folded). An IDN host
+  // (bücher.example) becomes the ASCII name DNS and TLS use (xn--bcher-kva.example).
+  std::unique_ptr<CURLU, CurlUrlFree> u(curl_url());
+  if (!u) return Error("URL " + quoted + ": out of memory");
+  const std::string whole(text);
+  if (CURLUcode rc = curl_url_set(u.get(), CURLUPART_URL, whole.c_str(), CURLU_PATH_AS_IS);
+      rc != CURLUE_OK) {
+    return Error("URL " + quoted + ": " + curl_url_strerror(rc));
+  }
+  CURLUcode rc = CURLUE_OK;
+  std::optional<std::string> host = UrlPart(u.get(), CURLUPART_HOST, 0, &rc);
+  if (!host || host->empty()) {
+    return Error("URL " + quoted + ": " +
+                 (rc == CURLUE_OK ? std::string("has no host") : curl_url_strerror(rc)));
+  }
+  url.href = whole;
+  if (std::any_of(host->begin(), host->end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; })) {
+    // IDNA 2008 (UTS #46) from UTF-8 directly: libcurl's own conversion goes through the
+    // locale, which in a container is "C" and cannot hold the name.
+    char* ascii = nullptr;
+    const int idn = idn2_lookup_u8(reinterpret_cast<const uint8_t*>(host->c_str()),
+                                   reinterpret_cast<uint8_t**>(&ascii), IDN2_NONTRANSITIONAL);
+    std::unique_ptr<char, decltype(&idn2_free)> owned(ascii, &idn2_free);
+    if (idn != IDN2_OK) {
+      return Error("URL " + quoted + ": host " + Quoted(*host) + " is not a valid international "
+                   "domain name (" + idn2_strerror(idn) + ")");
+    }
+    *host = ascii;
+    curl_url_set(u.get(), CURLUPART_HOST, ascii, 0);
+    if (auto rebuilt = UrlPart(u.get(), CURLUPART_URL, 0, &rc)) url.href = *rebuilt;
+  }
+  if (host->front() == '[' && host->back() == ']') *host = host->substr(1, host->size() - 2);
+  if (!IsIpLiteral(*host) && !ValidHostname(*host)) {
+    return Error("URL " + quoted + ": " + Quoted(*host) + " is not a valid host name or IP address");
+  }
+  url.host = Lower(*host);
   url.host_is_ip = IsIpLiteral(url.host);
+  if (const auto port = UrlPart(u.get(), CURLUPART_PORT, 0, &rc)) {
+    url.port = std::stoi(*port);  // libcurl checked: 0..65535, digits only
+    url.port_explicit = true;
+  } else {
+    url.port = url.scheme == "https" ? 443 : 80;
+  }
+  if (url.port == 0) return Error("URL " + quoted + ": port 0 is not a valid port");
+  url.target = UrlPart(u.get(), CURLUPART_PATH, 0, &rc).value_or("/");
+  if (url.target.empty()) url.target = "/";
+  if (const auto query = UrlPart(u.get(), CURLUPART_QUERY, 0, &rc)) url.target += "?" + *query;
   return url;
 }
 

@@ -16,10 +16,12 @@ struct HttpUrl {
   bool port_explicit = false;
   std::string target;  // path and query, at least "/"
   bool host_is_ip = false;
+  std::string href;    // the URL to request: as written, or with an IDN host in ASCII
 };
 
-// Accepts http:// and https:// URLs with a host; rejects user info (credentials in
-// monitor URLs would end up in logs), fragments are dropped.
+// Accepts http:// and https:// URLs with a host, as libcurl parses them; rejects user info
+// (credentials in monitor URLs would end up in logs); fragments are dropped. International
+// host names are converted to their ASCII form (host and href).
 Result<HttpUrl> ParseHttpUrl(std::string_view text);
 
 struct HostPort {

@@ -459,6 +459,22 @@ TEST_CASE("Engine: TLS: ok with facts, every invalid certificate, and handshake 
   CHECK(*stalled.phases.total < 3s);  // the TLS limit, not the whole timeout
 }
 
+TEST_CASE("Engine: an IDN host is resolved and sent by its ASCII name") {
+  RawHttpServer server;
+  fleet::DnsServer dns;
+  dns.SetAnswer("xn--bcher-kva.gatewatch.test", {"127.0.0.1"});
+  RegionConfig region{"own-dns", "", {dns.Address()}, ""};
+  Harness h;
+  const std::string port = std::to_string(server.port());
+  const ProbeResult r =
+      h.Probe(Monitor("http://b\xc3\xbc" "cher.gatewatch.test:" + port + "/"), region);  // bücher
+  CHECK(r.outcome == Outcome::kOk);
+  CHECK(r.remote_ip == "127.0.0.1");
+  CHECK(dns.QueryCount("xn--bcher-kva.gatewatch.test", fleet::DnsServer::QueryType::kA) >= 1);
+  CHECK(server.LastRequestHead().find("\r\nHost: xn--bcher-kva.gatewatch.test:" + port + "\r\n") !=
+        std::string::npos);
+}
+
 TEST_CASE("Engine: DNS through the region's resolver: timed, every failure is dns_error") {
   RawHttpServer server;
   fleet::DnsServer dns;

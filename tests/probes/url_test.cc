@@ -35,6 +35,21 @@ TEST_CASE("Url: http and https with defaults and explicit ports") {
   CHECK(q->target == "/?a=b");
 }
 
+TEST_CASE("Url: an IDN host becomes its ASCII (punycode) name; the target stays as written") {
+  auto idn = ParseHttpUrl("https://B\xc3\xbc" "cher.example/Preise?q=1");  // Bücher.example
+  REQUIRE(idn.has_value());
+  CHECK(idn->host == "xn--bcher-kva.example");
+  CHECK(idn->target == "/Preise?q=1");
+  CHECK_FALSE(idn->host_is_ip);
+  auto dots = ParseHttpUrl("http://example.com/a/../b/./c");
+  REQUIRE(dots.has_value());
+  CHECK(dots->target == "/a/../b/./c");
+  auto bare = ParseHttpUrl("http://example.com#top");
+  REQUIRE(bare.has_value());
+  CHECK(bare->target == "/");
+  CHECK(ParseHttpUrl("http://host:70000/").error().rfind("URL \"http://host:70000/\": ", 0) == 0);
+}
+
 TEST_CASE("Url: rejects what a monitor cannot probe") {
   for (const char* bad : {"ftp://x/", "example.com", "http://", "http://user:pw@host/",
                           "http://host:0/", "http://host:70000/", "http://ho st/",
