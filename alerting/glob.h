@@ -1,6 +1,7 @@
 #pragma once
-// Shell-style globs for monitor names in alerts and silences: `*` any run of
-// characters, `?` one character, `[abc]` / `[a-z]` / `[!a]` a set. No path semantics.
+// Shell-style globs for monitor names in alerts and silences (POSIX fnmatch): `*` any run
+// of characters, `?` one character, `[abc]` / `[a-z]` / `[!a]` a set, `\*` a literal star.
+// No path semantics.
 
 #include <string_view>
 

@@ -21,6 +21,8 @@ TEST_CASE("Glob: stars, questions and sets") {
       {"exact", "exact2", false},       {"*", "", true},
       {"a*b*c", "aXbYc", true},         {"a*b*c", "aXbY", false},
       {"[unclosed", "[unclosed", true}, {"**x", "yyx", true},
+      {"shop-\\*", "shop-*", true},   {"shop-\\*", "shop-api", false},
+      {"api-[^a-c]", "api-d", true},
   };
   for (const Row& r : rows) {
     CAPTURE(r.pattern);
