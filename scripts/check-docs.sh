@@ -12,7 +12,7 @@
 #   - the README's first ```toml block does not pass `gatewatch validate` (unset ${VARS} in it
 #     get placeholder values);
 #   - a metric name the daemon writes (gatewatch_* in daemon/*.cc, and the list of
-#     tests/deploy/deploy_test.cc) is missing from docs/metrics.md;
+#     tests/integration/deploy_test.cc) is missing from docs/metrics.md;
 #   - docs/openapi.yaml does not parse as YAML (python3-yaml), or lacks `openapi` or `paths`.
 # Bash and python3 (standard library, plus python3-yaml for the last check).
 set -euo pipefail
@@ -178,8 +178,8 @@ names = set()
 for path in files:
     if re.match(r"^daemon/[^/]+\.cc$", path):
         names |= set(re.findall(r"gatewatch_[a-z_]+(?![a-z_.])", read(path)))
-spec_list = re.search(r"kSpecMetrics = \{(.*?)\};", read("tests/deploy/deploy_test.cc"), re.S) \
-    if os.path.exists("tests/deploy/deploy_test.cc") else None
+spec_list = re.search(r"kSpecMetrics = \{(.*?)\};", read("tests/integration/deploy_test.cc"), re.S) \
+    if os.path.exists("tests/integration/deploy_test.cc") else None
 if spec_list:
     names |= set(re.findall(r"\"(gatewatch_[a-z_]+)\"", spec_list.group(1)))
 names = {n for n in names if not n.endswith("_bucket")}

@@ -35,7 +35,7 @@ TEST_CASE("Url: http and https with defaults and explicit ports") {
   CHECK(q->target == "/?a=b");
 }
 
-TEST_CASE("Url: an IDN host becomes its ASCII (punycode) name; the target stays as written") {
+TEST_CASE("Url: an IDN host becomes its ASCII (punycode) name, the target stays as written") {
   auto idn = ParseHttpUrl("https://B\xc3\xbc" "cher.example/Preise?q=1");  // Bücher.example
   REQUIRE(idn.has_value());
   CHECK(idn->host == "xn--bcher-kva.example");
