@@ -75,15 +75,12 @@ namespace {
 using std::chrono::microseconds;
 using std::chrono::milliseconds;
 
-#ifdef NDEBUG
-#define GW_STORE_CHECK_OWNER() ((void)0)
-#else
-#define GW_STORE_CHECK_OWNER()                                              \
-  do {                                                                      \
-    if (!OnOwnerThread()) internal::OwnerViolation("SqliteStore", __func__); \
-  } while (false)
-#endif
-
+using internal::BindBlob;
+using internal::BindInt;
+using internal::BindText;
+using internal::ColBlob;
+using internal::ColInt;
+using internal::ColText;
 using internal::FromUnixMs;
 using internal::Stmt;
 using internal::ToUnixMs;
@@ -328,31 +325,10 @@ class ResetOnExit {
   sqlite3_stmt* s_;
 };
 
-// Bound strings are SQLITE_STATIC: every caller keeps them alive until the statement is reset.
-int BindText(sqlite3_stmt* s, int i, std::string_view v) {
-  return sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
-}
-int BindBlob(sqlite3_stmt* s, int i, std::string_view v) {
-  return sqlite3_bind_blob(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
-}
-int BindInt(sqlite3_stmt* s, int i, int64_t v) {
-  return sqlite3_bind_int64(s, i, static_cast<sqlite3_int64>(v));
-}
 int BindOptionalUs(sqlite3_stmt* s, int i, const std::optional<microseconds>& v) {
   return v ? BindInt(s, i, v->count()) : sqlite3_bind_null(s, i);
 }
 
-std::string ColText(sqlite3_stmt* s, int i) {
-  const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, i));
-  if (p == nullptr) return {};
-  return std::string(p, static_cast<size_t>(sqlite3_column_bytes(s, i)));
-}
-std::string ColBlob(sqlite3_stmt* s, int i) {
-  const auto* p = static_cast<const char*>(sqlite3_column_blob(s, i));
-  if (p == nullptr) return {};
-  return std::string(p, static_cast<size_t>(sqlite3_column_bytes(s, i)));
-}
-int64_t ColInt(sqlite3_stmt* s, int i) { return static_cast<int64_t>(sqlite3_column_int64(s, i)); }
 std::optional<microseconds> ColOptionalUs(sqlite3_stmt* s, int i) {
   if (sqlite3_column_type(s, i) == SQLITE_NULL) return std::nullopt;
   return microseconds(ColInt(s, i));
@@ -459,7 +435,7 @@ SqliteStore::SqliteStore(sqlite3* db, std::string path)
     : db_(db), path_(std::move(path)), owner_(std::this_thread::get_id()) {}
 
 SqliteStore::~SqliteStore() {
-  GW_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("SqliteStore");
   for (sqlite3_stmt* s : {insert_result_, upsert_minute_, upsert_hour_, upsert_latest_}) {
     sqlite3_finalize(s);
   }
@@ -546,7 +522,7 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path,
 }
 
 Result<int> SqliteStore::SchemaVersion() {
-  GW_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("SqliteStore");
   auto v = QueryInt("PRAGMA user_version");
   if (!v) return Error(v.error());
   return static_cast<int>(*v);
@@ -616,7 +592,7 @@ Result<void> SqliteStore::Prepare() {
 }
 
 Result<void> SqliteStore::Insert(std::span<const probes::ProbeResult> batch) {
-  GW_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("SqliteStore");
   if (insert_result_ == nullptr) {
     return Error("storage: " + path_ + ": store is read-only or not migrated: cannot insert");
   }
@@ -735,8 +711,7 @@ Result<void> ForEachRow(sqlite3* db, sqlite3_stmt* s, const std::string& what, F
     const int rc = sqlite3_step(s);
     if (rc == SQLITE_DONE) return {};
     if (rc != SQLITE_ROW) {
-      return Error("storage: " + what + ": " + sqlite3_errmsg(db) + " (" +
-                   sqlite3_errstr(sqlite3_extended_errcode(db)) + ")");
+      return Error("storage: " + what + ": " + internal::Errmsg(db));
     }
     if (auto r = row(s); !r) return r;
   }
@@ -762,7 +737,7 @@ Result<std::vector<probes::ProbeResult>> ReadResults(sqlite3* db, sqlite3_stmt* 
 }  // namespace
 
 Result<std::vector<probes::ProbeResult>> SqliteStore::Results(const ResultQuery& q) {
-  GW_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("SqliteStore");
   std::string sql = std::string("SELECT ") + kResultColumns +
                     " FROM results WHERE monitor = ?1 AND started_at >= ?2 AND started_at < ?3";
   if (q.region) sql += " AND region = ?4";
@@ -781,7 +756,7 @@ Result<std::vector<probes::ProbeResult>> SqliteStore::Results(const ResultQuery&
 }
 
 Result<std::vector<OutcomeCounts>> SqliteStore::CountOutcomes(const OutcomeQuery& q) {
-  GW_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("SqliteStore");
   // Without a monitor, "failure IN (0, 1)" lets the (failure, started_at) index serve the
   // time range as two range scans instead of a full scan.
   std::string sql =
@@ -812,7 +787,7 @@ Result<std::vector<OutcomeCounts>> SqliteStore::CountOutcomes(const OutcomeQuery
 }
 
 Result<std::vector<probes::ProbeResult>> SqliteStore::Latest(const LatestQuery& q) {
-  GW_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("SqliteStore");
   std::string cols;
   std::string all = kResultColumns;
   // Qualify every column with the results alias (both tables have monitor and region).
@@ -838,7 +813,7 @@ Result<std::vector<probes::ProbeResult>> SqliteStore::Latest(const LatestQuery& 
 }
 
 Result<std::vector<Rollup>> SqliteStore::Rollups(const RollupQuery& q) {
-  GW_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("SqliteStore");
   const std::vector<std::string> cols = RollupCounterColumns();
   std::string sql = "SELECT monitor, region, bucket_start, " + Join(cols, ", ") + " FROM " +
                     RollupTable(q.width) +
@@ -879,7 +854,7 @@ Result<std::vector<Rollup>> SqliteStore::Rollups(const RollupQuery& q) {
 }
 
 Result<PruneStats> SqliteStore::Prune(SystemTime now, const StorageConfig& config, int max_rows) {
-  GW_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("SqliteStore");
   if (max_rows <= 0) return Error("storage: Prune: max_rows must be positive");
   const int64_t now_ms = ToUnixMs(now);
   struct Kind {
@@ -939,7 +914,7 @@ Result<PruneStats> SqliteStore::Prune(SystemTime now, const StorageConfig& confi
 }
 
 Result<CheckpointStats> SqliteStore::Checkpoint() {
-  GW_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("SqliteStore");
   Stmt s;
   if (sqlite3_prepare_v2(db_, "PRAGMA wal_checkpoint(TRUNCATE)", -1, s.out(), nullptr) !=
       SQLITE_OK) {
@@ -956,12 +931,12 @@ Result<CheckpointStats> SqliteStore::Checkpoint() {
 }
 
 Result<void> SqliteStore::ExecForTest(const std::string& sql) {
-  GW_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("SqliteStore");
   return Exec(sql);
 }
 
 Result<int64_t> SqliteStore::QueryIntForTest(const std::string& sql) {
-  GW_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("SqliteStore");
   return QueryInt(sql);
 }
 
