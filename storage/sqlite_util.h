@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "probes/clock.h"
 
@@ -32,6 +33,16 @@ inline int64_t ToUnixMsClamped(SystemTime t) {
   constexpr auto kMinMs = std::chrono::duration_cast<milliseconds>(Dur::min()).count() + 1;
   const int64_t ms = ToUnixMs(t);
   return ms > kMaxMs ? kMaxMs : ms < kMinMs ? kMinMs : ms;
+}
+
+// Column lists and clauses of generated SQL: `parts` separated by `sep`.
+inline std::string Join(const std::vector<std::string>& parts, std::string_view sep) {
+  std::string out;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (i > 0) out += sep;
+    out += parts[i];
+  }
+  return out;
 }
 
 // A sqlite3* belongs to the thread that opened it (STYLE section 7): debug builds abort.
