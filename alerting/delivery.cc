@@ -4,22 +4,18 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
-#include <cerrno>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
-#include <deque>
 #include <future>
 #include <mutex>
-#include <nlohmann/json.hpp>
 #include <random>
 #include <set>
 #include <thread>
 #include <utility>
 
+#include "alerting/delivery_thread.h"
+#include "alerting/http_post_request.h"
 #include "alerting/message_json.h"
-#include "gatewatch_version.h"
 #include "probes/log.h"
 #include "storage/outbox.h"
 
@@ -28,19 +24,22 @@ namespace gatewatch::alerting {
 namespace {
 
 using namespace std::chrono_literals;
+using internal::Finish;
+using internal::GlobalInit;
+using internal::Lane;
+using internal::NewRequest;
+using internal::RealSteady;
+using internal::Reason;
+using internal::Request;
 using std::chrono::duration_cast;
 using std::chrono::milliseconds;
 using storage::OutboxMessage;
 using storage::RetryCause;
-using RealSteady = std::chrono::steady_clock;
 
-constexpr size_t kBodyKeep = 4096;   // response bytes kept: Discord's retry_after, the excerpt
-constexpr size_t kExcerptMax = 200;  // bytes of response body in a log line or last_error
-constexpr int kQueueFill = 32;       // pending messages of one lane held in memory
-constexpr Duration kPoll = 1s;       // looks at the outbox at least this often
+constexpr int kQueueFill = 32;  // pending messages of one lane held in memory
+constexpr Duration kPoll = 1s;  // looks at the outbox at least this often
 constexpr Duration kPruneEvery = 1min;
 constexpr int kPruneBatch = 500;
-constexpr size_t kRepostBatch = 256;        // alerts per Alertmanager re-post
 constexpr Duration kMinRetryAfter = 100ms;  // "Retry-After: 0" must not become a hot loop
 constexpr Duration kStorePause = 1s;        // a lane waits after a failed database call
 constexpr int kMaxTurns = 100;              // messages one lane handles per loop turn
@@ -50,372 +49,9 @@ constexpr double kJitter = 0.2;             // backoff * [0.8, 1.2]
 // hears from its lane within this time (delivery.h: "Recovery").
 constexpr Duration kMaxFailureBackoff = 30s;
 
-void GlobalInit() {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() &&
-         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
-// What must never appear in a result: the url, its path and query ("/services/T/B/X", where
-// webhook urls keep their token), each long piece of those (a receiver may echo the bare
-// token; ids and tokens are long, words like "services" and "webhooks" are not), the secret.
-std::vector<std::string> SecretsOf(const NotifierConfig& config) {
-  constexpr size_t kTokenMin = 16;
-  std::vector<std::string> out = {config.url, config.secret};
-  const std::string_view url = config.url;
-  const size_t scheme = url.find("://");
-  const size_t slash = url.find('/', scheme == std::string_view::npos ? 0 : scheme + 3);
-  if (slash == std::string_view::npos) return out;
-  const std::string_view path = url.substr(slash);
-  out.emplace_back(path);
-  size_t start = 0;
-  for (size_t i = 0; i <= path.size(); ++i) {
-    if (i < path.size() && std::string_view("/?&=#").find(path[i]) == std::string_view::npos) {
-      continue;
-    }
-    if (i - start >= kTokenMin) out.emplace_back(path.substr(start, i - start));
-    start = i + 1;
-  }
-  // Longest first, so a token inside the path does not break the path's replacement.
-  std::sort(out.begin(), out.end(),
-            [](const auto& a, const auto& b) { return a.size() > b.size(); });
-  return out;
-}
-
-void ReplaceAll(std::string& text, std::string_view what, std::string_view with) {
-  if (what.empty()) return;
-  for (size_t pos = text.find(what); pos != std::string::npos;
-       pos = text.find(what, pos + with.size())) {
-    text.replace(pos, what.size(), with);
-  }
-}
-
-// One POST, in flight on the multi handle or performed alone by Send().
-struct Request {
-  CURL* easy = nullptr;
-  curl_slist* headers = nullptr;
-  std::string body;                  // CURLOPT_POSTFIELDS does not copy
-  std::string response;              // the first kBodyKeep bytes
-  std::string retry_after;           // Retry-After of the final response, raw
-  std::vector<std::string> secrets;  // never to appear in a result: url, its path, secret
-  Duration timeout{0};
-  RealSteady::time_point started{};
-  // Delivery's bookkeeping.
-  std::string lane;
-  std::optional<OutboxMessage> message;  // nullopt: an Alertmanager re-post
-  size_t reposted = 0;                   // alerts in a re-post
-
-  Request() = default;
-  Request(const Request&) = delete;
-  Request& operator=(const Request&) = delete;
-  ~Request() {
-    if (headers != nullptr) curl_slist_free_all(headers);
-    if (easy != nullptr) curl_easy_cleanup(easy);
-  }
-};
-
-size_t OnBody(char* data, size_t size, size_t n, void* user) {
-  auto* r = static_cast<Request*>(user);
-  const size_t bytes = size * n;
-  // Keep the start; read (and drop) the rest so the exchange ends normally.
-  if (r->response.size() < kBodyKeep) {
-    r->response.append(data, std::min(bytes, kBodyKeep - r->response.size()));
-  }
-  return bytes;
-}
-
-size_t OnHeader(char* data, size_t size, size_t n, void* user) {
-  auto* r = static_cast<Request*>(user);
-  const std::string_view line(data, size * n);
-  if (line.starts_with("HTTP/")) {
-    r->retry_after.clear();  // a new response (after a 1xx): only the final one counts
-  } else if (const size_t colon = line.find(':');
-             colon != std::string_view::npos && Lower(line.substr(0, colon)) == "retry-after") {
-    r->retry_after = std::string(Trim(line.substr(colon + 1)));
-  }
-  return size * n;
-}
-
-Result<std::unique_ptr<Request>> NewRequest(const NotifierConfig& config, const Payload& payload,
-                                            Duration timeout) {
-  if (config.type == NotifierType::kConsole) {
-    return Error("a console notifier prints to stdout; it has no url to send to");
-  }
-  if (config.url.empty()) return Error("notifier " + config.name + " has no url");
-  GlobalInit();
-  auto r = std::make_unique<Request>();
-  r->easy = curl_easy_init();
-  if (r->easy == nullptr) return Error("cannot create a curl handle");
-  r->body = payload.body;
-  r->timeout = timeout;
-  r->secrets = SecretsOf(config);
-  const std::string url = config.url + payload.url_suffix;
-
-  std::vector<std::string> lines = {"Content-Type: " + payload.content_type,
-                                    "Expect:",  // no 100-continue round trip (up to 1 s)
-                                    std::string("User-Agent: gatewatch/") + kVersion};
-  for (const auto& [name, value] : payload.headers) lines.push_back(name + ": " + value);
-  for (const std::string& l : lines) {
-    curl_slist* next = curl_slist_append(r->headers, l.c_str());
-    if (next == nullptr) return Error("cannot build request headers");
-    r->headers = next;
-  }
-  // A zero curl timeout means "none": one millisecond is the shortest real deadline.
-  const long ms = static_cast<long>(std::max<int64_t>(1, timeout.count()));
-  CURL* e = r->easy;
-  curl_easy_setopt(e, CURLOPT_URL, url.c_str());  // copied by curl
-  curl_easy_setopt(e, CURLOPT_POST, 1L);
-  curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body.data());
-  curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r->body.size()));
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
-  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, ms);
-  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, ms);
-  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);  // threads: no SIGALRM for resolver timeouts
-  curl_easy_setopt(e, CURLOPT_PROXY, "");     // never a proxy from the environment
-  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, OnBody);
-  curl_easy_setopt(e, CURLOPT_WRITEDATA, r.get());
-  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, OnHeader);
-  curl_easy_setopt(e, CURLOPT_HEADERDATA, r.get());
-  curl_easy_setopt(e, CURLOPT_PRIVATE, r.get());
-  r->started = RealSteady::now();
-  return r;
-}
-
-// Printable, bounded, with the request's secrets removed.
-std::string Excerpt(std::string text, const std::vector<std::string>& secrets) {
-  for (const std::string& s : secrets) ReplaceAll(text, s, "<redacted>");
-  text = TruncateUtf8(Trim(text), kExcerptMax, kEllipsis);
-  for (char& c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7f) c = ' ';
-  }
-  return text;
-}
-
-// curl's own words, never its error buffer: that one names the host and port.
-std::string CurlReason(CURL* e, CURLcode code, Duration timeout) {
-  if (code == CURLE_OPERATION_TIMEDOUT) return "timeout after " + FormatDuration(timeout);
-  std::string reason = curl_easy_strerror(code);
-  long os_errno = 0;
-  if (curl_easy_getinfo(e, CURLINFO_OS_ERRNO, &os_errno) == CURLE_OK && os_errno != 0) {
-    reason += std::string(": ") + std::strerror(static_cast<int>(os_errno));
-  }
-  return reason;
-}
-
-SendResult Finish(Request& r, CURLcode code, SystemTime now) {
-  SendResult res;
-  res.elapsed = duration_cast<milliseconds>(RealSteady::now() - r.started);
-  if (code != CURLE_OK) {
-    // A status seen before a timeout says nothing about the message: it did not complete.
-    res.error = CurlReason(r.easy, code, r.timeout);
-    return res;
-  }
-  long status = 0;
-  curl_easy_getinfo(r.easy, CURLINFO_RESPONSE_CODE, &status);
-  res.http_status = static_cast<int>(status);
-  if (res.http_status == 0) res.error = "no HTTP status in the answer";
-  if (!r.retry_after.empty()) res.retry_after = ParseRetryAfter(r.retry_after, now);
-  if (res.http_status == 429) {
-    if (auto discord = DiscordRetryAfter(r.response)) {
-      res.retry_after = res.retry_after ? std::max(*res.retry_after, *discord) : *discord;
-    }
-  }
-  res.body_excerpt = Excerpt(r.response, r.secrets);
-  return res;
-}
-
-// What to store as last_error and log: short, no url.
-std::string Reason(const SendResult& r) {
-  if (!r.error.empty()) return r.error;
-  std::string out = "http " + std::to_string(r.http_status);
-  if (r.retry_after) out += " (retry after " + FormatDuration(*r.retry_after) + ")";
-  if (!r.body_excerpt.empty()) out += ": " + r.body_excerpt;
-  return out;
-}
-
-std::optional<int> MonthIndex(std::string_view m) {
-  static constexpr std::array<std::string_view, 12> kMonths = {
-      "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-  for (size_t i = 0; i < kMonths.size(); ++i) {
-    if (kMonths[i] == m) return static_cast<int>(i) + 1;
-  }
-  return std::nullopt;
-}
-
 }  // namespace
-
-// --- One request ---------------------------------------------------------------------------
-
-SendVerdict Classify(const SendResult& r) {
-  if (!r.error.empty()) return SendVerdict::kRetry;
-  if (r.http_status >= 200 && r.http_status < 300) return SendVerdict::kDelivered;
-  if (r.http_status == 429) return SendVerdict::kRateLimited;
-  if (r.http_status >= 500 || r.http_status == 408) return SendVerdict::kRetry;
-  return SendVerdict::kRejected;
-}
-
-SendResult Send(const NotifierConfig& config, const Payload& payload, Duration timeout) {
-  auto r = NewRequest(config, payload, timeout);
-  if (!r) {
-    SendResult res;
-    res.error = r.error();
-    return res;
-  }
-  const CURLcode code = curl_easy_perform((*r)->easy);
-  return Finish(**r, code, std::chrono::system_clock::now());
-}
-
-std::optional<Duration> ParseRetryAfter(std::string_view value, SystemTime now) {
-  value = Trim(value);
-  if (value.empty()) return std::nullopt;
-  if (std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-    if (value.size() > 9) return std::nullopt;  // over 30 years: not a real delay
-    return Duration(std::stoll(std::string(value)) * 1000);
-  }
-  // IMF-fixdate, the only HTTP-date form senders may generate (RFC 9110 5.6.7).
-  char weekday[4] = {}, month[4] = {}, zone[4] = {};
-  int day = 0, year = 0, hour = 0, minute = 0, second = 0;
-  const std::string text(value);
-  if (std::sscanf(text.c_str(), "%3[A-Za-z], %2d %3[A-Za-z] %4d %2d:%2d:%2d %3s", weekday, &day,
-                  month, &year, &hour, &minute, &second, zone) != 8 ||
-      std::string_view(zone) != "GMT") {
-    return std::nullopt;
-  }
-  const auto mon = MonthIndex(month);
-  if (!mon || hour > 23 || minute > 59 || second > 60) return std::nullopt;
-  const std::chrono::year_month_day ymd{std::chrono::year(year),
-                                        std::chrono::month(static_cast<unsigned>(*mon)),
-                                        std::chrono::day(static_cast<unsigned>(day))};
-  if (!ymd.ok()) return std::nullopt;
-  const SystemTime at = std::chrono::sys_days(ymd) + std::chrono::hours(hour) +
-                        std::chrono::minutes(minute) + std::chrono::seconds(second);
-  if (at <= now) return Duration(0);
-  return std::chrono::ceil<Duration>(at - now);
-}
-
-std::optional<Duration> DiscordRetryAfter(std::string_view body) {
-  const auto j = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object()) return std::nullopt;
-  const auto it = j.find("retry_after");
-  if (it == j.end() || !it->is_number()) return std::nullopt;
-  const double seconds = it->get<double>();
-  if (!std::isfinite(seconds) || seconds < 0 || seconds > 1e7) return std::nullopt;
-  return Duration(static_cast<int64_t>(std::ceil(seconds * 1000)));
-}
 
 // --- The delivery thread -------------------------------------------------------------------
-
-namespace {
-
-using PairKey = std::pair<std::string, std::string>;  // alert, monitor
-
-// One notifier's ordered line of messages, and (Alertmanager) its active alerts. Delivery
-// thread only.
-struct Lane {
-  std::string name;
-  std::optional<NotifierConfig> config;  // nullopt: not configured (its messages are dropped)
-  std::unique_ptr<Notifier> notifier;
-  // A prefix of this notifier's pending messages, lowest id first; only this thread changes
-  // pending rows, and new rows get higher ids, so the prefix stays exact.
-  std::deque<OutboxMessage> queue;
-  bool stale = true;  // the outbox may hold pending messages beyond `queue`
-  std::unique_ptr<Request> in_flight;
-  SteadyTime next_send{};     // min_interval after the last request started
-  SteadyTime paused_until{};  // after a database error
-  // Alertmanager.
-  std::map<PairKey, Message> active;
-  SteadyTime next_repost{};
-  std::vector<PairKey> round;  // the re-post round in progress
-  size_t round_pos = 0;
-  bool refresh_failing = false;
-
-  bool IsAlertmanager() const {
-    return config.has_value() && config->type == NotifierType::kAlertmanager;
-  }
-};
-
-}  // namespace
-
-struct Delivery::Impl {
-  Impl(DeliveryOptions o, const Clock& c) : options(std::move(o)), clock(c) {}
-  ~Impl() {
-    if (multi != nullptr) curl_multi_cleanup(multi);
-  }
-
-  void Run(std::promise<Result<void>>& started);
-  void Loop();
-  void ApplyConfig(std::vector<NotifierConfig> configs);
-  void LoadActive(Lane& lane);
-  void Refresh();
-  bool Refill(Lane& lane);
-  void Pump(Lane& lane);
-  bool Step(Lane& lane);
-  void StartRequest(Lane& lane, const Payload& payload, std::optional<OutboxMessage> message,
-                    size_t reposted);
-  void MaybeRepost(Lane& lane);
-  void Perform();
-  void OnSent(Lane& lane, const OutboxMessage& m, const SendResult& res);
-  void OnReposted(Lane& lane, size_t alerts, const SendResult& res);
-  bool Delivered(Lane& lane, const OutboxMessage& m);
-  bool Retry(Lane& lane, const OutboxMessage& m, Duration delay, RetryCause cause,
-             const std::string& reason, const char* word);
-  bool GiveUp(Lane& lane, const OutboxMessage& m, const char* word, const std::string& reason);
-  void Track(Lane& lane, const OutboxMessage& m, bool delivered);
-  void PopFront(Lane& lane, int64_t id);
-  // An alertmanager lane's re-post interval: the notifier's `repost`, else the option.
-  Duration RepostOf(const Lane& lane) const {
-    return lane.config && lane.config->repost ? *lane.config->repost : options.alertmanager_repost;
-  }
-  void MaybePrune();
-  void Poll(bool stopping, RealSteady::time_point deadline);
-  void AbandonInFlight();
-  Duration Backoff(int failures);
-  Lane& LaneFor(const std::string& name);
-  void StoreFailed(Lane* lane, const char* op, const std::string& error);
-  void Count(const std::string& notifier, const char* word, uint64_t n = 1);
-  void ObserveLatency(const std::string& notifier, double seconds);
-  void Print(const std::string& text);
-
-  DeliveryOptions options;
-  const Clock& clock;
-  CURLM* multi = nullptr;  // created before the thread, freed after it; Wake() uses it
-  std::thread thread;
-
-  std::atomic<bool> woken{false};
-  std::mutex control_mu;  // guards new_config, stop, stop_deadline
-  std::optional<std::vector<NotifierConfig>> new_config;
-  bool stop = false;
-  RealSteady::time_point stop_deadline{};
-
-  mutable std::mutex stats_mu;  // guards stats
-  std::map<std::string, NotifierStats> stats;
-  std::atomic<int64_t> pending{0};
-
-  // Delivery thread only.
-  std::unique_ptr<storage::AlertStore> store;
-  std::map<std::string, Lane> lanes;
-  std::mt19937_64 rng{std::random_device{}()};
-  SteadyTime next_refresh{}, next_prune{};
-  int in_flight = 0;
-  bool store_failing = false;  // one log line per streak of database errors
-};
 
 void Delivery::Impl::Run(std::promise<Result<void>>& started) {
   auto opened = storage::AlertStore::Open(options.db_path, clock);
@@ -486,37 +122,6 @@ void Delivery::Impl::ApplyConfig(std::vector<NotifierConfig> configs) {
     lane.active.clear();
     lane.round.clear();
     lane.round_pos = 0;
-  }
-}
-
-void Delivery::Impl::LoadActive(Lane& lane) {
-  lane.active.clear();
-  lane.round.clear();
-  lane.round_pos = 0;
-  auto rows = store->ActiveAlerts(std::vector<std::string>{lane.name});
-  if (!rows) {
-    log::Error("alertmanager alerts not restored: database error")
-        .Kv("notifier", lane.name)
-        .Kv("error", rows.error());
-    return;
-  }
-  for (const OutboxMessage& row : *rows) {
-    auto m = MessageFromJson(row.message);
-    if (!m) {
-      log::Error("alertmanager alert not restored")
-          .Kv("notifier", lane.name)
-          .Kv("id", row.id)
-          .Kv("error", m.error());
-      continue;
-    }
-    lane.active[{row.alert, row.monitor}] = std::move(*m);
-  }
-  // At once: the daemon may have been down past the alerts' endsAt.
-  lane.next_repost = clock.Steady();
-  if (!lane.active.empty()) {
-    log::Info("alertmanager alerts restored for re-posting")
-        .Kv("notifier", lane.name)
-        .Kv("alerts", static_cast<uint64_t>(lane.active.size()));
   }
 }
 
@@ -621,48 +226,6 @@ void Delivery::Impl::StartRequest(Lane& lane, const Payload& payload,
   ++in_flight;
 }
 
-void Delivery::Impl::MaybeRepost(Lane& lane) {
-  if (!lane.IsAlertmanager() || lane.active.empty()) return;
-  const SteadyTime steady = clock.Steady();
-  if (steady < lane.next_repost || steady < lane.next_send) return;
-  if (lane.round.empty()) {
-    for (const auto& [key, m] : lane.active) lane.round.push_back(key);
-    lane.round_pos = 0;
-  }
-  const SystemTime now = clock.Now();
-  Payload batch;
-  std::string items;
-  size_t n = 0;
-  while (lane.round_pos < lane.round.size() && n < kRepostBatch) {
-    auto it = lane.active.find(lane.round[lane.round_pos++]);
-    if (it == lane.active.end()) continue;  // resolved since the round began
-    Message m = it->second;
-    m.at = now;  // endsAt = now + 5 min
-    Payload p = lane.notifier->Build(m);
-    // Alertmanager takes an array of alerts; each body is a one-element array.
-    if (p.body.size() < 2 || p.body.front() != '[' || p.body.back() != ']') {
-      log::Error("alertmanager re-post skipped: payload is not a JSON array")
-          .Kv("notifier", lane.name)
-          .Kv("alert", m.alert)
-          .Kv("monitor", m.monitor);
-      continue;
-    }
-    if (n++ > 0) items += ',';
-    items.append(p.body, 1, p.body.size() - 2);
-    batch.url_suffix = p.url_suffix;
-    batch.content_type = p.content_type;
-  }
-  if (lane.round_pos >= lane.round.size()) {  // round complete: the next one in an interval
-    lane.round.clear();
-    lane.round_pos = 0;
-    lane.next_repost = steady + RepostOf(lane);
-  }
-  if (n == 0) return;
-  batch.body = "[" + items + "]";
-  lane.next_send = steady + lane.config->EffectiveMinInterval();
-  StartRequest(lane, batch, std::nullopt, n);
-}
-
 void Delivery::Impl::Perform() {
   int running = 0;
   curl_multi_perform(multi, &running);
@@ -710,28 +273,6 @@ void Delivery::Impl::OnSent(Lane& lane, const OutboxMessage& m, const SendResult
       GiveUp(lane, m, "rejected", Reason(res));
       return;
   }
-}
-
-void Delivery::Impl::OnReposted(Lane& lane, size_t alerts, const SendResult& res) {
-  if (Classify(res) == SendVerdict::kDelivered) {
-    Count(lane.name, "refreshed", alerts);
-    if (lane.refresh_failing)
-      log::Info("alertmanager re-post works again").Kv("notifier", lane.name);
-    lane.refresh_failing = false;
-    return;
-  }
-  Count(lane.name, "refresh_failed", alerts);
-  if (res.retry_after) {
-    lane.next_send =
-        std::max(lane.next_send, clock.Steady() + std::min(*res.retry_after, options.max_backoff));
-  }
-  if (!lane.refresh_failing) {
-    log::Warn("alertmanager re-post failed; repeated at the next tick")
-        .Kv("notifier", lane.name)
-        .Kv("alerts", static_cast<uint64_t>(alerts))
-        .Kv("error", Reason(res));
-  }
-  lane.refresh_failing = true;
 }
 
 bool Delivery::Impl::Delivered(Lane& lane, const OutboxMessage& m) {
@@ -801,21 +342,6 @@ bool Delivery::Impl::GiveUp(Lane& lane, const OutboxMessage& m, const char* word
       .Kv("reason", reason);
   if (lane.IsAlertmanager()) Track(lane, m, false);
   return true;
-}
-
-// Keeps the Alertmanager active set in step with what the receiver was told.
-void Delivery::Impl::Track(Lane& lane, const OutboxMessage& m, bool delivered) {
-  if (m.kind == "test") return;  // one-off: Alertmanager lets it expire
-  const PairKey key{m.alert, m.monitor};
-  if (!delivered || m.kind == "resolved") {
-    lane.active.erase(key);
-    return;
-  }
-  auto message = MessageFromJson(m.message);  // it was just rendered from this text
-  if (!message) return;
-  // The first active alert starts the clock; later ones join the running rounds.
-  if (lane.active.empty()) lane.next_repost = clock.Steady() + RepostOf(lane);
-  lane.active[key] = std::move(*message);
 }
 
 void Delivery::Impl::PopFront(Lane& lane, int64_t id) {

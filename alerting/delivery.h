@@ -179,7 +179,7 @@ class Delivery {
   int64_t Pending() const;
 
  private:
-  struct Impl;  // the thread's state, in delivery.cc
+  struct Impl;  // the thread's state, in alerting/delivery_thread.h
   explicit Delivery(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

@@ -12,12 +12,15 @@
 #include <thread>
 #include <vector>
 
+#include "storage/sqlite_util.h"
+
 namespace gatewatch::storage {
 namespace {
 
 namespace fs = std::filesystem;
 using SteadyClock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
+using internal::Errmsg;
 
 // A connection closed on scope exit (on the thread that opened it, as every one here).
 class Connection {
@@ -32,12 +35,6 @@ class Connection {
  private:
   sqlite3* db_ = nullptr;
 };
-
-std::string Errmsg(sqlite3* db) {
-  if (db == nullptr) return "out of memory";
-  return std::string(sqlite3_errmsg(db)) + " (" + sqlite3_errstr(sqlite3_extended_errcode(db)) +
-         ")";
-}
 
 bool IsLock(int rc) {
   rc &= 0xff;  // extended codes: SQLITE_BUSY_RECOVERY, SQLITE_LOCKED_SHAREDCACHE, ...

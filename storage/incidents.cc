@@ -14,34 +14,15 @@ namespace gatewatch::storage {
 
 namespace {
 
-#ifdef NDEBUG
-#define GW_INCIDENT_STORE_CHECK_OWNER() ((void)0)
-#else
-#define GW_INCIDENT_STORE_CHECK_OWNER()                                        \
-  do {                                                                         \
-    if (!OnOwnerThread()) internal::OwnerViolation("IncidentStore", __func__); \
-  } while (false)
-#endif
-
+using internal::BindInt;
+using internal::BindText;
+using internal::ColInt;
+using internal::ColText;
 using internal::FromUnixMs;
 using internal::Stmt;
 // Every time written or compared here is clamped (SystemTime::max() and friends stay
 // representable).
 int64_t ToUnixMs(SystemTime t) { return internal::ToUnixMsClamped(t); }
-
-// Bound strings are SQLITE_STATIC: callers keep them alive until the statement is finalized.
-int BindText(sqlite3_stmt* s, int i, std::string_view v) {
-  return sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
-}
-int BindInt(sqlite3_stmt* s, int i, int64_t v) {
-  return sqlite3_bind_int64(s, i, static_cast<sqlite3_int64>(v));
-}
-std::string ColText(sqlite3_stmt* s, int i) {
-  const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, i));
-  if (p == nullptr) return {};
-  return std::string(p, static_cast<size_t>(sqlite3_column_bytes(s, i)));
-}
-int64_t ColInt(sqlite3_stmt* s, int i) { return static_cast<int64_t>(sqlite3_column_int64(s, i)); }
 
 constexpr const char* kColumns =
     "id, monitor, verdict, first_verdict, summary, evidence, regions, opened_at, updated_at, "
@@ -133,7 +114,7 @@ Result<Incident> IncidentStore::OpenIncident(const std::string& monitor, const s
                                              const std::string& evidence,
                                              const std::vector<std::string>& regions, double ratio,
                                              SystemTime at) {
-  GW_INCIDENT_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("IncidentStore");
   if (auto r = CheckWritable("open"); !r) return Error(r.error());
   if (monitor.empty()) return Error("storage: incidents: open: monitor is empty");
   std::string ev = evidence;
@@ -191,7 +172,7 @@ Result<void> IncidentStore::Update(int64_t id, const std::string& verdict,
                                    const std::string& summary, const std::string& evidence,
                                    const std::vector<std::string>& regions, double ratio,
                                    bool alert_fired, SystemTime at) {
-  GW_INCIDENT_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("IncidentStore");
   if (auto r = CheckWritable("update"); !r) return r;
   std::string ev = evidence;
   if (auto r = ValidateFields("update of incident " + std::to_string(id), verdict, ev, ratio); !r) {
@@ -229,7 +210,7 @@ Result<void> IncidentStore::Update(int64_t id, const std::string& verdict,
 Result<void> IncidentStore::Close(int64_t id, SystemTime at,
                                   const std::optional<std::string>& final_verdict,
                                   const std::optional<std::string>& final_summary) {
-  GW_INCIDENT_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("IncidentStore");
   if (auto r = CheckWritable("close"); !r) return r;
   if (final_verdict && final_verdict->empty()) {
     return Error("storage: incidents: close of incident " + std::to_string(id) +
@@ -282,14 +263,14 @@ Result<std::vector<Incident>> IncidentStore::Query(const std::string& tail,
 }
 
 Result<std::vector<Incident>> IncidentStore::OpenIncidents() {
-  GW_INCIDENT_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("IncidentStore");
   return Query(
       "WHERE closed_at IS NULL ORDER BY opened_at, id", [](sqlite3_stmt*) { return SQLITE_OK; },
       "open incidents");
 }
 
 Result<std::vector<Incident>> IncidentStore::List(const IncidentQuery& q) {
-  GW_INCIDENT_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("IncidentStore");
   // Open at some time in [since, until); an open incident extends forever.
   std::string tail = "WHERE opened_at < ?1 AND (closed_at IS NULL OR closed_at >= ?2)";
   if (q.monitor) tail += " AND monitor = ?3";
@@ -308,7 +289,7 @@ Result<std::vector<Incident>> IncidentStore::List(const IncidentQuery& q) {
 }
 
 Result<std::optional<Incident>> IncidentStore::Get(int64_t id) {
-  GW_INCIDENT_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("IncidentStore");
   auto rows = Query(
       "WHERE id = ?1", [&](sqlite3_stmt* s) { return BindInt(s, 1, id); }, "incident");
   if (!rows) return Error(rows.error());
@@ -317,7 +298,7 @@ Result<std::optional<Incident>> IncidentStore::Get(int64_t id) {
 }
 
 Result<int64_t> IncidentStore::Prune(SystemTime older_than, int max_rows) {
-  GW_INCIDENT_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("IncidentStore");
   if (auto r = CheckWritable("prune"); !r) return Error(r.error());
   if (max_rows <= 0) return Error("storage: incidents: Prune: max_rows must be positive");
   sqlite3* db = store_->db_;

@@ -2,7 +2,7 @@
 // IncidentStore: the incident records of docs/alerts-and-diagnosis.md ("one open incident per monitor at a
 // time: it opens at the first confirmed failure, carries the current verdict, records the peak
 // failure ratio, and closes after the monitor is healthy ... kept for failure_retention").
-// Table incidents (schema version 4, see storage/sqlite_store.cc).
+// Table incidents (schema version 4, see storage/schema.cc).
 //
 // Use: the pipeline (the one writer of incidents) calls OpenIncidents() on start-up to resume
 // what was open before a restart or a kill -9, then OpenIncident() / Update() / Close() as the

@@ -15,33 +15,14 @@ namespace {
 
 using std::chrono::milliseconds;
 
-#ifdef NDEBUG
-#define GW_ALERT_STORE_CHECK_OWNER() ((void)0)
-#else
-#define GW_ALERT_STORE_CHECK_OWNER()                                              \
-  do {                                                                      \
-    if (!OnOwnerThread()) internal::OwnerViolation("AlertStore", __func__); \
-  } while (false)
-#endif
-
+using internal::BindInt;
+using internal::BindText;
+using internal::ColInt;
+using internal::ColText;
 using internal::FromUnixMs;
 using internal::Stmt;
 // Every time written here is clamped (SystemTime::max() and friends stay representable).
 int64_t ToUnixMs(SystemTime t) { return internal::ToUnixMsClamped(t); }
-
-// Bound strings are SQLITE_STATIC: callers keep them alive until the statement is reset.
-int BindText(sqlite3_stmt* s, int i, std::string_view v) {
-  return sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
-}
-int BindInt(sqlite3_stmt* s, int i, int64_t v) {
-  return sqlite3_bind_int64(s, i, static_cast<sqlite3_int64>(v));
-}
-std::string ColText(sqlite3_stmt* s, int i) {
-  const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, i));
-  if (p == nullptr) return {};
-  return std::string(p, static_cast<size_t>(sqlite3_column_bytes(s, i)));
-}
-int64_t ColInt(sqlite3_stmt* s, int i) { return static_cast<int64_t>(sqlite3_column_int64(s, i)); }
 
 bool KnownKind(std::string_view kind) {
   return std::any_of(std::begin(kOutboxKinds), std::end(kOutboxKinds),
@@ -94,7 +75,7 @@ Result<std::unique_ptr<AlertStore>> AlertStore::Open(const std::string& path, co
 }
 
 Result<std::vector<AlertStateRecord>> AlertStore::LoadStates() {
-  GW_ALERT_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("AlertStore");
   sqlite3* db = store_->db_;
   Stmt s;
   if (sqlite3_prepare_v2(db,
@@ -124,7 +105,7 @@ Result<std::vector<AlertStateRecord>> AlertStore::LoadStates() {
 Result<void> AlertStore::Commit(std::span<const AlertStateRecord> states,
                                 std::span<const std::pair<std::string, std::string>> removed,
                                 std::span<const OutboxMessage> enqueue) {
-  GW_ALERT_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("AlertStore");
   for (const OutboxMessage& m : enqueue) {
     if (!KnownKind(m.kind)) {
       return Error("storage: outbox: unknown message kind '" + m.kind + "' (alert " + m.alert +
@@ -227,7 +208,7 @@ Result<void> AlertStore::CommitInTransaction(
 }
 
 Result<std::vector<OutboxMessage>> AlertStore::Due(SystemTime now, int limit) {
-  GW_ALERT_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("AlertStore");
   sqlite3* db = store_->db_;
   const std::string sql = std::string("SELECT ") + kMessageColumns + " FROM outbox WHERE " +
                           kPending + " AND next_attempt_ms <= ?1 ORDER BY id LIMIT ?2";
@@ -249,7 +230,7 @@ Result<std::vector<OutboxMessage>> AlertStore::Due(SystemTime now, int limit) {
 
 Result<void> AlertStore::UpdatePending(int64_t id, const char* what, const std::string& set_sql,
                                        int64_t time_ms, const std::string& text) {
-  GW_ALERT_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("AlertStore");
   sqlite3* db = store_->db_;
   const std::string sql =
       "UPDATE outbox SET " + set_sql + " WHERE id = ?1 AND " + std::string(kPending);
@@ -293,12 +274,12 @@ Result<void> AlertStore::GiveUp(int64_t id, SystemTime at, const std::string& re
 }
 
 Result<int64_t> AlertStore::Pending() {
-  GW_ALERT_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("AlertStore");
   return store_->QueryInt(std::string("SELECT COUNT(*) FROM outbox WHERE ") + kPending);
 }
 
 Result<std::optional<SystemTime>> AlertStore::NextAttempt() {
-  GW_ALERT_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("AlertStore");
   sqlite3* db = store_->db_;
   const std::string sql = std::string("SELECT MIN(next_attempt_ms) FROM outbox WHERE ") + kPending;
   Stmt s;
@@ -313,7 +294,7 @@ Result<std::optional<SystemTime>> AlertStore::NextAttempt() {
 }
 
 Result<int64_t> AlertStore::PruneDelivered(SystemTime older_than, int max_rows) {
-  GW_ALERT_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("AlertStore");
   if (max_rows <= 0) return Error("storage: PruneDelivered: max_rows must be positive");
   sqlite3* db = store_->db_;
   // The condition repeats outbox_finished's WHERE and expression, so the index serves it.
@@ -332,7 +313,7 @@ Result<int64_t> AlertStore::PruneDelivered(SystemTime older_than, int max_rows) 
 }
 
 Result<std::map<std::string, int64_t>> AlertStore::PendingByNotifier() {
-  GW_ALERT_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("AlertStore");
   // INDEXED BY: without it the planner may walk the whole table (the delivered history).
   const std::string sql =
       std::string("SELECT notifier, COUNT(*) FROM outbox INDEXED BY outbox_due WHERE ") + kPending +
@@ -375,7 +356,7 @@ Result<std::vector<OutboxMessage>> AlertStore::ReadMessages(const std::string& s
 }
 
 Result<std::vector<OutboxMessage>> AlertStore::PendingOf(const std::string& notifier, int limit) {
-  GW_ALERT_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("AlertStore");
   // INDEXED BY: ORDER BY id would otherwise tempt the planner into a rowid walk from the
   // oldest row, i.e. through the whole delivered history, to find the few pending ones.
   const std::string sql = std::string("SELECT ") + kMessageColumns +
@@ -386,7 +367,7 @@ Result<std::vector<OutboxMessage>> AlertStore::PendingOf(const std::string& noti
 
 Result<std::vector<OutboxMessage>> AlertStore::ActiveAlerts(
     std::span<const std::string> notifiers) {
-  GW_ALERT_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("AlertStore");
   if (notifiers.empty()) return std::vector<OutboxMessage>{};
   std::string placeholders;
   for (size_t i = 0; i < notifiers.size(); ++i) placeholders += i == 0 ? "?" : ", ?";

@@ -3,7 +3,7 @@
 // state and the notification outbox live in SQLite, so a kill -9 and restart neither loses a
 // pending notification nor drops a resolved, and does not re-send a message whose delivery was
 // recorded"). Tables alert_state and outbox (schema version 3; outbox.failures since version 5;
-// see storage/sqlite_store.cc).
+// see storage/schema.cc).
 //
 // Use: the evaluator's side calls LoadStates() on start-up and Commit() for every change; the
 // delivery thread calls Due(), then MarkDelivered() / Reschedule() / GiveUp() per message, and

@@ -2,6 +2,8 @@
 
 #include <sqlite3.h>
 
+#include "storage/result_row.h"
+#include "storage/schema.h"
 #include "storage/sqlite_util.h"
 
 #include <algorithm>
@@ -15,301 +17,40 @@
 
 namespace gatewatch::storage {
 
-// Schema (current version 5)
-//
-// results: one row per probe attempt (docs/probes.md), confirmed or not.
-//   id INTEGER PRIMARY KEY, monitor, region, started_at (unix ms), attempt, confirmed (0/1),
-//   outcome (stable name, docs/probes.md), failure (0/1 = probes::IsFailure(outcome), for
-//   retention and the failure index), http_status (0 = none), resolve_us .. total_us (NULL =
-//   phase not reached, never a fake zero), bytes_read, remote_ip, resolved (JSON array of
-//   strings), http_version, tls_version, tls_subject, tls_issuer, tls_earliest_expiry (unix
-//   ms, NULL = unknown), tls_earliest_expiry_subject, emitter and reason (stable names),
-//   headers (JSON object, names lower-case, in arrival order; a repeated header's values
-//   are joined with ", " as RFC 9110 allows), body_snippet (BLOB: the bytes as received),
-//   detail.
-//   Indexes: (monitor, region, started_at) for queries; (failure, started_at) for retention
-//   (each retention class is one range); partial (monitor, region, started_at) WHERE
-//   failure = 1 for incident evidence.
-// rollup_minute, rollup_hour: one row per monitor x region x bucket (UNIQUE), bucket_start
-//   unix ms (a multiple of the width), counters: attempts, confirmed, o_<outcome> per
-//   outcome name, s_<class> per status class, <phase>_le_<ms> .. <phase>_le_inf,
-//   <phase>_count, <phase>_sum_us for phase total and processing. Index on bucket_start for
-//   retention. Maintained by Insert() in the batch's transaction.
-// latest: (monitor, region, kind) -> result_id, started_at of the newest result; kind 0 =
-//   any attempt, 1 = confirmed. Keeps Latest() independent of the size of results.
-// alert_state (version 3): one row per alert x monitor the evaluator tracks (PRIMARY KEY
-//   (alert, monitor), WITHOUT ROWID): state (the evaluator's AlertState ordinal: 0 ok,
-//   1 pending, 2 firing, 3 resolving; storage does not interpret it), since_ms,
-//   firing_since_ms, last_notified_ms (unix ms), notified (0/1), updated_ms (unix ms of the
-//   commit that wrote the row). Written by AlertStore (storage/outbox.h).
-// outbox (version 3): notifications to deliver, at-least-once (docs/reliability.md). id INTEGER
-//   PRIMARY KEY (creation order), notifier (config name), alert, monitor, kind ("firing",
-//   "resolved", "reminder" or "test"), message (JSON: the event, independent of any
-//   notifier's rendering), created_ms, attempts (attempts that did not deliver so far:
-//   failures and rate limits), failures (version 5: of those, the failures, which set the
-//   retry backoff), next_attempt_ms, delivered_ms and given_up_ms (NULL until the message is
-//   delivered / given up; a row with both NULL is pending), last_error ('' = none).
-//   Indexes: partial (next_attempt_ms) WHERE pending, for Due(), Pending() and
-//   NextAttempt(); partial (COALESCE(delivered_ms, given_up_ms)) WHERE finished, for the
-//   audit retention of PruneDelivered(). A state change and the messages it causes are
-//   written in one transaction (AlertStore::Commit).
-// incidents (version 4): docs/alerts-and-diagnosis.md incidents, written by IncidentStore
-//   (storage/incidents.h). id INTEGER PRIMARY KEY (creation order), monitor, opened_at,
-//   updated_at, closed_at (unix ms; closed_at NULL = open), verdict (current) and
-//   first_verdict (docs/alerts-and-diagnosis.md names, not interpreted here), summary, peak_ratio (REAL,
-//   0 .. 1, only ever raised), evidence (JSON text, opaque here), alert_fired (0/1, sticky),
-//   regions (JSON array of region names).
-//   Indexes: partial UNIQUE (monitor) WHERE closed_at IS NULL: at most one open incident per
-//   monitor, for every connection; (opened_at) and (monitor, opened_at) for listing newest
-//   first; partial (closed_at) WHERE closed_at IS NOT NULL for retention (failure_retention).
-//
-// Stored names (outcome, emitter, reason) are the stable names of docs/probes.md, never enum ordinals, so
-// reordering an enum cannot corrupt stored data. A new Outcome needs a migration adding its
-// rollup column; the static_assert below stops the build until someone writes it.
-static_assert(kOutcomeCount == 23,
-              "a new probes::Outcome needs a migration adding its o_<name> rollup columns");
-static_assert(kLatencyBuckets == 14, "new latency buckets need a migration adding columns");
-
 namespace {
 
 using std::chrono::microseconds;
 using std::chrono::milliseconds;
 
-#ifdef NDEBUG
-#define GW_STORE_CHECK_OWNER() ((void)0)
-#else
-#define GW_STORE_CHECK_OWNER()                                              \
-  do {                                                                      \
-    if (!OnOwnerThread()) internal::OwnerViolation("SqliteStore", __func__); \
-  } while (false)
-#endif
-
+using internal::BindBlob;
+using internal::BindInt;
+using internal::BindOptionalUs;
+using internal::BindText;
+using internal::ColBlob;
+using internal::ColInt;
+using internal::ColText;
 using internal::FromUnixMs;
+using internal::HeadersJson;
+using internal::Join;
+using internal::kColAttempts;
+using internal::kColConfirmed;
+using internal::kColOutcome0;
+using internal::kColProc0;
+using internal::kColStatus0;
+using internal::kColTotal0;
+using internal::kResultColumns;
+using internal::kRollupCounters;
+using internal::ReadResult;
+using internal::ResolvedJson;
+using internal::RollupCounterColumns;
+using internal::RollupTable;
 using internal::Stmt;
 using internal::ToUnixMs;
 using internal::ToUnixMsClamped;
 
 int64_t FloorTo(int64_t ms, int64_t width) { return ms - ((ms % width) + width) % width; }
 
-// Rollup counter columns, in one fixed order shared by the migration, the upsert and the
-// reader.
-constexpr size_t kColAttempts = 0;
-constexpr size_t kColConfirmed = 1;
-constexpr size_t kColOutcome0 = 2;
-constexpr size_t kColStatus0 = kColOutcome0 + kOutcomeCount;
-constexpr size_t kColTotal0 = kColStatus0 + kStatusClassNames.size();
-constexpr size_t kColTotalCount = kColTotal0 + kLatencyBuckets;
-constexpr size_t kColTotalSum = kColTotalCount + 1;
-constexpr size_t kColProc0 = kColTotalSum + 1;
-constexpr size_t kColProcCount = kColProc0 + kLatencyBuckets;
-constexpr size_t kColProcSum = kColProcCount + 1;
-constexpr size_t kRollupCounters = kColProcSum + 1;
-
 using Counters = std::array<int64_t, kRollupCounters>;
-
-std::vector<std::string> RollupCounterColumns() {
-  std::vector<std::string> cols = {"attempts", "confirmed"};
-  for (std::string_view o : probes::kOutcomeNames) cols.push_back("o_" + std::string(o));
-  for (std::string_view s : kStatusClassNames) cols.push_back("s_" + std::string(s));
-  for (const char* phase : {"total", "processing"}) {
-    for (int64_t b : kLatencyBucketBoundsMs) {
-      cols.push_back(std::string(phase) + "_le_" + std::to_string(b));
-    }
-    cols.push_back(std::string(phase) + "_le_inf");
-    cols.push_back(std::string(phase) + "_count");
-    cols.push_back(std::string(phase) + "_sum_us");
-  }
-  return cols;
-}
-
-std::string Join(const std::vector<std::string>& parts, std::string_view sep) {
-  std::string out;
-  for (size_t i = 0; i < parts.size(); ++i) {
-    if (i > 0) out += sep;
-    out += parts[i];
-  }
-  return out;
-}
-
-const char* RollupTable(RollupWidth w) {
-  return w == RollupWidth::kMinute ? "rollup_minute" : "rollup_hour";
-}
-
-constexpr const char* kMigration1 = R"sql(
-CREATE TABLE results (
-  id INTEGER PRIMARY KEY,
-  monitor TEXT NOT NULL,
-  region TEXT NOT NULL,
-  started_at INTEGER NOT NULL,
-  attempt INTEGER NOT NULL,
-  confirmed INTEGER NOT NULL,
-  outcome TEXT NOT NULL,
-  failure INTEGER NOT NULL,
-  http_status INTEGER NOT NULL,
-  resolve_us INTEGER,
-  connect_us INTEGER,
-  tls_us INTEGER,
-  processing_us INTEGER,
-  transfer_us INTEGER,
-  total_us INTEGER,
-  bytes_read INTEGER NOT NULL,
-  remote_ip TEXT NOT NULL,
-  resolved TEXT NOT NULL,
-  http_version TEXT NOT NULL,
-  tls_version TEXT NOT NULL,
-  tls_subject TEXT NOT NULL,
-  tls_issuer TEXT NOT NULL,
-  tls_earliest_expiry INTEGER,
-  tls_earliest_expiry_subject TEXT NOT NULL,
-  emitter TEXT NOT NULL,
-  reason TEXT NOT NULL,
-  headers TEXT NOT NULL,
-  body_snippet BLOB NOT NULL,
-  detail TEXT NOT NULL
-);
-CREATE INDEX results_by_series ON results (monitor, region, started_at);
-CREATE INDEX results_retention ON results (failure, started_at);
-CREATE INDEX results_failures ON results (monitor, region, started_at) WHERE failure = 1;
-)sql";
-
-// Version 2: rollups and the latest-result index, back-filled from the results a version 1
-// database already holds (so rollups always equal a recount of the raw rows). Generated
-// from the constants above; the static_asserts pin them to what version 2 means.
-std::string Migration2() {
-  const std::vector<std::string> cols = RollupCounterColumns();
-  std::string sql;
-  for (RollupWidth w : {RollupWidth::kMinute, RollupWidth::kHour}) {
-    const std::string table = RollupTable(w);
-    sql += "CREATE TABLE " + table +
-           " (\n  monitor TEXT NOT NULL,\n  region TEXT NOT NULL,\n  bucket_start INTEGER NOT "
-           "NULL,\n";
-    for (const std::string& c : cols) sql += "  " + c + " INTEGER NOT NULL DEFAULT 0,\n";
-    sql += "  UNIQUE (monitor, region, bucket_start)\n);\n";
-    sql += "CREATE INDEX " + table + "_retention ON " + table + " (bucket_start);\n";
-
-    // Back-fill: the same counting rules as Insert(), written as SQL aggregates.
-    const std::string width = std::to_string(WidthOf(w).count());
-    std::vector<std::string> exprs = {"COUNT(*)", "SUM(confirmed)"};
-    for (std::string_view o : probes::kOutcomeNames) {
-      exprs.push_back("SUM(confirmed = 1 AND outcome = '" + std::string(o) + "')");
-    }
-    exprs.push_back("SUM(confirmed = 1 AND NOT (http_status BETWEEN 100 AND 599))");
-    for (int c = 1; c <= 5; ++c) {
-      exprs.push_back("SUM(confirmed = 1 AND http_status BETWEEN " + std::to_string(c * 100) +
-                      " AND " + std::to_string(c * 100 + 99) + ")");
-    }
-    for (const char* phase : {"total_us", "processing_us"}) {
-      const std::string p = phase;
-      std::string lower;  // "" for the first bucket: negatives land there too
-      for (int64_t b : kLatencyBucketBoundsMs) {
-        const std::string upper = std::to_string(b * 1000);
-        exprs.push_back("SUM(confirmed = 1 AND " + p + " IS NOT NULL" +
-                        (lower.empty() ? "" : " AND " + p + " > " + lower) + " AND " + p +
-                        " <= " + upper + ")");
-        lower = upper;
-      }
-      exprs.push_back("SUM(confirmed = 1 AND " + p + " > " + lower + ")");
-      exprs.push_back("SUM(confirmed = 1 AND " + p + " IS NOT NULL)");
-      exprs.push_back("COALESCE(SUM(CASE WHEN confirmed = 1 THEN " + p + " END), 0)");
-    }
-    sql += "INSERT INTO " + table + " (monitor, region, bucket_start, " + Join(cols, ", ") +
-           ")\nSELECT monitor, region, started_at - ((started_at % " + width + ") + " + width +
-           ") % " + width + " AS b, " + Join(exprs, ",\n  ") +
-           "\nFROM results GROUP BY monitor, region, b;\n";
-  }
-  sql += R"sql(
-CREATE TABLE latest (
-  monitor TEXT NOT NULL,
-  region TEXT NOT NULL,
-  kind INTEGER NOT NULL,
-  started_at INTEGER NOT NULL,
-  result_id INTEGER NOT NULL,
-  PRIMARY KEY (monitor, region, kind)
-) WITHOUT ROWID;
-INSERT INTO latest (monitor, region, kind, started_at, result_id)
-  SELECT monitor, region, 0, MAX(started_at), id FROM results GROUP BY monitor, region;
-INSERT INTO latest (monitor, region, kind, started_at, result_id)
-  SELECT monitor, region, 1, MAX(started_at), id FROM results WHERE confirmed = 1
-  GROUP BY monitor, region;
-)sql";
-  return sql;
-}
-
-// Version 3: alert state and the notification outbox (docs/reliability.md).
-constexpr const char* kMigration3 = R"sql(
-CREATE TABLE alert_state (
-  alert TEXT NOT NULL,
-  monitor TEXT NOT NULL,
-  state INTEGER NOT NULL,
-  since_ms INTEGER NOT NULL,
-  firing_since_ms INTEGER NOT NULL,
-  last_notified_ms INTEGER NOT NULL,
-  notified INTEGER NOT NULL,
-  updated_ms INTEGER NOT NULL,
-  PRIMARY KEY (alert, monitor)
-) WITHOUT ROWID;
-CREATE TABLE outbox (
-  id INTEGER PRIMARY KEY,
-  notifier TEXT NOT NULL,
-  alert TEXT NOT NULL,
-  monitor TEXT NOT NULL,
-  kind TEXT NOT NULL,
-  message TEXT NOT NULL,
-  created_ms INTEGER NOT NULL,
-  attempts INTEGER NOT NULL DEFAULT 0,
-  next_attempt_ms INTEGER NOT NULL,
-  delivered_ms INTEGER,
-  given_up_ms INTEGER,
-  last_error TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX outbox_due ON outbox (next_attempt_ms)
-  WHERE delivered_ms IS NULL AND given_up_ms IS NULL;
-CREATE INDEX outbox_finished ON outbox (COALESCE(delivered_ms, given_up_ms))
-  WHERE delivered_ms IS NOT NULL OR given_up_ms IS NOT NULL;
-)sql";
-
-// Version 4: incidents (docs/alerts-and-diagnosis.md).
-constexpr const char* kMigration4 = R"sql(
-CREATE TABLE incidents (
-  id INTEGER PRIMARY KEY,
-  monitor TEXT NOT NULL,
-  opened_at INTEGER NOT NULL,
-  updated_at INTEGER NOT NULL,
-  closed_at INTEGER,
-  verdict TEXT NOT NULL,
-  first_verdict TEXT NOT NULL,
-  summary TEXT NOT NULL DEFAULT '',
-  peak_ratio REAL NOT NULL DEFAULT 0,
-  evidence TEXT NOT NULL DEFAULT '{}',
-  alert_fired INTEGER NOT NULL DEFAULT 0,
-  regions TEXT NOT NULL DEFAULT '[]'
-);
-CREATE UNIQUE INDEX incidents_one_open ON incidents (monitor) WHERE closed_at IS NULL;
-CREATE INDEX incidents_by_opened ON incidents (opened_at);
-CREATE INDEX incidents_by_monitor ON incidents (monitor, opened_at);
-CREATE INDEX incidents_retention ON incidents (closed_at) WHERE closed_at IS NOT NULL;
-)sql";
-
-// Version 5: outbox.failures, so that rate limits (429) no longer grow the retry backoff.
-// Older rows counted every attempt that did not deliver in `attempts`; that is the most
-// failures they can have had.
-constexpr const char* kMigration5 = R"sql(
-ALTER TABLE outbox ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
-UPDATE outbox SET failures = attempts;
-)sql";
-
-// Migration i+1 takes the schema from version i to i+1. Never edit a released step: add one.
-const std::vector<std::string>& Migrations() {
-  static const std::vector<std::string> steps = {kMigration1, Migration2(), kMigration3,
-                                                 kMigration4, kMigration5};
-  return steps;
-}
-
-constexpr const char* kResultColumns =
-    "monitor, region, started_at, attempt, confirmed, outcome, http_status, resolve_us, "
-    "connect_us, tls_us, processing_us, transfer_us, total_us, bytes_read, remote_ip, "
-    "resolved, http_version, tls_version, tls_subject, tls_issuer, tls_earliest_expiry, "
-    "tls_earliest_expiry_subject, emitter, reason, headers, body_snippet, detail, id";
 
 // RAII for statements prepared per call.
 // Resets a statement when leaving scope, so a cached statement never keeps a read
@@ -327,110 +68,6 @@ class ResetOnExit {
  private:
   sqlite3_stmt* s_;
 };
-
-// Bound strings are SQLITE_STATIC: every caller keeps them alive until the statement is reset.
-int BindText(sqlite3_stmt* s, int i, std::string_view v) {
-  return sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
-}
-int BindBlob(sqlite3_stmt* s, int i, std::string_view v) {
-  return sqlite3_bind_blob(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
-}
-int BindInt(sqlite3_stmt* s, int i, int64_t v) {
-  return sqlite3_bind_int64(s, i, static_cast<sqlite3_int64>(v));
-}
-int BindOptionalUs(sqlite3_stmt* s, int i, const std::optional<microseconds>& v) {
-  return v ? BindInt(s, i, v->count()) : sqlite3_bind_null(s, i);
-}
-
-std::string ColText(sqlite3_stmt* s, int i) {
-  const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, i));
-  if (p == nullptr) return {};
-  return std::string(p, static_cast<size_t>(sqlite3_column_bytes(s, i)));
-}
-std::string ColBlob(sqlite3_stmt* s, int i) {
-  const auto* p = static_cast<const char*>(sqlite3_column_blob(s, i));
-  if (p == nullptr) return {};
-  return std::string(p, static_cast<size_t>(sqlite3_column_bytes(s, i)));
-}
-int64_t ColInt(sqlite3_stmt* s, int i) { return static_cast<int64_t>(sqlite3_column_int64(s, i)); }
-std::optional<microseconds> ColOptionalUs(sqlite3_stmt* s, int i) {
-  if (sqlite3_column_type(s, i) == SQLITE_NULL) return std::nullopt;
-  return microseconds(ColInt(s, i));
-}
-
-std::string HeadersJson(const std::vector<std::pair<std::string, std::string>>& headers) {
-  nlohmann::ordered_json obj = nlohmann::ordered_json::object();
-  for (const auto& [name, value] : headers) {
-    auto it = obj.find(name);
-    if (it == obj.end()) {
-      obj[name] = value;
-    } else {
-      *it = it->get<std::string>() + ", " + value;
-    }
-  }
-  // replace: header bytes that are not UTF-8 must not throw (no exception leaves storage).
-  return obj.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
-}
-
-std::string ResolvedJson(const std::vector<std::string>& resolved) {
-  nlohmann::json arr = resolved;
-  return arr.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
-// Decodes the columns of kResultColumns; an unknown stored name is an error (corruption or
-// a newer writer, which the schema version check should have refused).
-Result<probes::ProbeResult> ReadResult(sqlite3_stmt* s) {
-  probes::ProbeResult r;
-  const int64_t id = ColInt(s, 27);
-  auto bad = [&](const std::string& what) {
-    return Error("storage: results row " + std::to_string(id) + ": " + what);
-  };
-  r.monitor = ColText(s, 0);
-  r.region = ColText(s, 1);
-  r.started_at = FromUnixMs(ColInt(s, 2));
-  r.attempt = static_cast<int>(ColInt(s, 3));
-  r.confirmed = ColInt(s, 4) != 0;
-  const std::string outcome = ColText(s, 5);
-  auto o = probes::OutcomeFromString(outcome);
-  if (!o) return bad("unknown outcome '" + outcome + "'");
-  r.outcome = *o;
-  r.http_status = static_cast<int>(ColInt(s, 6));
-  r.phases.resolve = ColOptionalUs(s, 7);
-  r.phases.connect = ColOptionalUs(s, 8);
-  r.phases.tls = ColOptionalUs(s, 9);
-  r.phases.processing = ColOptionalUs(s, 10);
-  r.phases.transfer = ColOptionalUs(s, 11);
-  r.phases.total = ColOptionalUs(s, 12);
-  r.bytes_read = ColInt(s, 13);
-  r.remote_ip = ColText(s, 14);
-  const auto resolved = nlohmann::json::parse(ColText(s, 15), nullptr, false);
-  if (resolved.is_discarded() || !resolved.is_array()) return bad("resolved is not a JSON array");
-  for (const auto& a : resolved) {
-    if (a.is_string()) r.resolved.push_back(a.get<std::string>());
-  }
-  r.http_version = ColText(s, 16);
-  r.tls.version = ColText(s, 17);
-  r.tls.subject = ColText(s, 18);
-  r.tls.issuer = ColText(s, 19);
-  if (sqlite3_column_type(s, 20) != SQLITE_NULL) r.tls.earliest_expiry = FromUnixMs(ColInt(s, 20));
-  r.tls.earliest_expiry_subject = ColText(s, 21);
-  const std::string emitter = ColText(s, 22);
-  auto e = probes::EmitterFromString(emitter);
-  if (!e) return bad("unknown emitter '" + emitter + "'");
-  r.emitter = *e;
-  const std::string reason = ColText(s, 23);
-  auto rs = probes::ReasonFromString(reason);
-  if (!rs) return bad("unknown reason '" + reason + "'");
-  r.reason = *rs;
-  const auto headers = nlohmann::ordered_json::parse(ColText(s, 24), nullptr, false);
-  if (headers.is_discarded() || !headers.is_object()) return bad("headers is not a JSON object");
-  for (const auto& [name, value] : headers.items()) {
-    if (value.is_string()) r.headers.emplace_back(name, value.get<std::string>());
-  }
-  r.body_snippet = ColBlob(s, 25);
-  r.detail = ColText(s, 26);
-  return r;
-}
 
 void AddPhase(Counters& c, size_t first_bucket, const std::optional<microseconds>& d) {
   if (!d) return;
@@ -453,13 +90,11 @@ using SeriesKey = std::tuple<std::string_view, std::string_view, int64_t>;  // v
 
 }  // namespace
 
-int SqliteStore::LatestSchemaVersion() { return static_cast<int>(Migrations().size()); }
-
 SqliteStore::SqliteStore(sqlite3* db, std::string path)
     : db_(db), path_(std::move(path)), owner_(std::this_thread::get_id()) {}
 
 SqliteStore::~SqliteStore() {
-  GW_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("SqliteStore");
   for (sqlite3_stmt* s : {insert_result_, upsert_minute_, upsert_hour_, upsert_latest_}) {
     sqlite3_finalize(s);
   }
@@ -545,37 +180,6 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path,
   return store;
 }
 
-Result<int> SqliteStore::SchemaVersion() {
-  GW_STORE_CHECK_OWNER();
-  auto v = QueryInt("PRAGMA user_version");
-  if (!v) return Error(v.error());
-  return static_cast<int>(*v);
-}
-
-Result<void> SqliteStore::Migrate(int target_version) {
-  auto current = SchemaVersion();
-  if (!current) return Error(current.error());
-  if (*current > LatestSchemaVersion()) {
-    return Error("storage: " + path_ + ": schema version " + std::to_string(*current) +
-                 " was written by a newer gatewatch (this one knows up to " +
-                 std::to_string(LatestSchemaVersion()) + ")");
-  }
-  const auto& steps = Migrations();
-  for (int v = *current; v < target_version; ++v) {
-    // One transaction per step: a failed step leaves the previous version intact.
-    if (auto r = Exec("BEGIN IMMEDIATE"); !r) return r;
-    auto step = Exec(steps[static_cast<size_t>(v)]);
-    if (step) step = Exec("PRAGMA user_version = " + std::to_string(v + 1));
-    if (step) step = Exec("COMMIT");
-    if (!step) {
-      (void)Exec("ROLLBACK");
-      return Error("storage: " + path_ + ": migration to schema version " + std::to_string(v + 1) +
-                   " failed: " + step.error());
-    }
-  }
-  return {};
-}
-
 Result<void> SqliteStore::Prepare() {
   auto prep = [&](const std::string& sql, sqlite3_stmt** out) -> Result<void> {
     if (sqlite3_prepare_v3(db_, sql.c_str(), -1, SQLITE_PREPARE_PERSISTENT, out, nullptr) !=
@@ -616,7 +220,7 @@ Result<void> SqliteStore::Prepare() {
 }
 
 Result<void> SqliteStore::Insert(std::span<const probes::ProbeResult> batch) {
-  GW_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("SqliteStore");
   if (insert_result_ == nullptr) {
     return Error("storage: " + path_ + ": store is read-only or not migrated: cannot insert");
   }
@@ -735,8 +339,7 @@ Result<void> ForEachRow(sqlite3* db, sqlite3_stmt* s, const std::string& what, F
     const int rc = sqlite3_step(s);
     if (rc == SQLITE_DONE) return {};
     if (rc != SQLITE_ROW) {
-      return Error("storage: " + what + ": " + sqlite3_errmsg(db) + " (" +
-                   sqlite3_errstr(sqlite3_extended_errcode(db)) + ")");
+      return Error("storage: " + what + ": " + internal::Errmsg(db));
     }
     if (auto r = row(s); !r) return r;
   }
@@ -762,7 +365,7 @@ Result<std::vector<probes::ProbeResult>> ReadResults(sqlite3* db, sqlite3_stmt* 
 }  // namespace
 
 Result<std::vector<probes::ProbeResult>> SqliteStore::Results(const ResultQuery& q) {
-  GW_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("SqliteStore");
   std::string sql = std::string("SELECT ") + kResultColumns +
                     " FROM results WHERE monitor = ?1 AND started_at >= ?2 AND started_at < ?3";
   if (q.region) sql += " AND region = ?4";
@@ -781,7 +384,7 @@ Result<std::vector<probes::ProbeResult>> SqliteStore::Results(const ResultQuery&
 }
 
 Result<std::vector<OutcomeCounts>> SqliteStore::CountOutcomes(const OutcomeQuery& q) {
-  GW_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("SqliteStore");
   // Without a monitor, "failure IN (0, 1)" lets the (failure, started_at) index serve the
   // time range as two range scans instead of a full scan.
   std::string sql =
@@ -812,7 +415,7 @@ Result<std::vector<OutcomeCounts>> SqliteStore::CountOutcomes(const OutcomeQuery
 }
 
 Result<std::vector<probes::ProbeResult>> SqliteStore::Latest(const LatestQuery& q) {
-  GW_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("SqliteStore");
   std::string cols;
   std::string all = kResultColumns;
   // Qualify every column with the results alias (both tables have monitor and region).
@@ -838,7 +441,7 @@ Result<std::vector<probes::ProbeResult>> SqliteStore::Latest(const LatestQuery& 
 }
 
 Result<std::vector<Rollup>> SqliteStore::Rollups(const RollupQuery& q) {
-  GW_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("SqliteStore");
   const std::vector<std::string> cols = RollupCounterColumns();
   std::string sql = "SELECT monitor, region, bucket_start, " + Join(cols, ", ") + " FROM " +
                     RollupTable(q.width) +
@@ -879,7 +482,7 @@ Result<std::vector<Rollup>> SqliteStore::Rollups(const RollupQuery& q) {
 }
 
 Result<PruneStats> SqliteStore::Prune(SystemTime now, const StorageConfig& config, int max_rows) {
-  GW_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("SqliteStore");
   if (max_rows <= 0) return Error("storage: Prune: max_rows must be positive");
   const int64_t now_ms = ToUnixMs(now);
   struct Kind {
@@ -939,7 +542,7 @@ Result<PruneStats> SqliteStore::Prune(SystemTime now, const StorageConfig& confi
 }
 
 Result<CheckpointStats> SqliteStore::Checkpoint() {
-  GW_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("SqliteStore");
   Stmt s;
   if (sqlite3_prepare_v2(db_, "PRAGMA wal_checkpoint(TRUNCATE)", -1, s.out(), nullptr) !=
       SQLITE_OK) {
@@ -956,12 +559,12 @@ Result<CheckpointStats> SqliteStore::Checkpoint() {
 }
 
 Result<void> SqliteStore::ExecForTest(const std::string& sql) {
-  GW_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("SqliteStore");
   return Exec(sql);
 }
 
 Result<int64_t> SqliteStore::QueryIntForTest(const std::string& sql) {
-  GW_STORE_CHECK_OWNER();
+  GW_CHECK_OWNER_THREAD("SqliteStore");
   return QueryInt(sql);
 }
 

@@ -7,7 +7,7 @@
 // number of readers can share a database file thanks to WAL.
 //
 // Schema: numbered migrations, tracked in PRAGMA user_version, each applied in its own
-// transaction by a read-write Open(). See sqlite_store.cc for the tables.
+// transaction by a read-write Open(). See storage/schema.cc for the tables.
 
 #include <chrono>
 #include <functional>

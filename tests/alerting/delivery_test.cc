@@ -1,7 +1,8 @@
-// Tests alerting/message_json.cc and alerting/delivery.cc: the outbox message format, one
-// POST (Send), and the delivery thread against real receivers on 127.0.0.1 (cpp-httplib
-// servers in this file) with a real SQLite file in a temp dir. Real time with small
-// durations; every wait is bounded (WaitFor), timing checks are generous lower bounds.
+// Tests alerting/message_json.cc, http_post.cc, delivery.cc and alertmanager_repost.cc: the
+// outbox message format, one POST (Send), and the delivery thread with its Alertmanager
+// re-posts against real receivers on 127.0.0.1 (cpp-httplib servers in this file) with a
+// real SQLite file in a temp dir. Real time with small durations; every wait is bounded
+// (WaitFor), timing checks are generous lower bounds.
 #include "alerting/delivery.h"
 
 #include <doctest/doctest.h>
