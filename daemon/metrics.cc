@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <charconv>
 #include <limits>
 #include <optional>
 #include <sstream>
@@ -14,9 +13,14 @@
 #include <unordered_map>
 
 #include "daemon/http_server.h"
-#include "probes/log.h"
+#include "daemon/metrics_extensions.h"
+#include "daemon/metrics_families.h"
+#include "daemon/metrics_text.h"
 
 namespace gatewatch::daemon {
+
+using namespace internal;
+
 namespace {
 
 using probes::Emitter;
@@ -30,42 +34,6 @@ constexpr int64_t kNoPhase = -1;
 // Monitors rendered per hold of the state mutex: ~12 series each, well under a
 // millisecond per slice, so Observe() on the engine thread never waits for a scrape.
 constexpr size_t kSliceMonitors = 256;
-
-// Appends `value` escaped as a label value of the text format: backslash, double quote
-// and line feed are the only characters that need it.
-void AppendEscaped(std::string& out, std::string_view value) {
-  for (char c : value) {
-    switch (c) {
-      case '\\':
-        out += "\\\\";
-        break;
-      case '"':
-        out += "\\\"";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        out += c;
-    }
-  }
-}
-
-template <typename Int>
-void AppendInt(std::string& out, Int v) {
-  char buf[24];
-  auto res = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, res.ptr);
-}
-
-// The shortest fixed-point text that parses back to the same double ("0.0001", not
-// "1e-04"); scientific only where fixed does not fit.
-void AppendDouble(std::string& out, double v) {
-  char buf[64];
-  auto res = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed);
-  if (res.ec != std::errc()) res = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, res.ptr);
-}
 
 void AppendSeconds(std::string& out, int64_t us) {
   AppendDouble(out, static_cast<double>(us) / 1e6);
@@ -81,75 +49,6 @@ void CloseSample(std::string& out) { out += "} "; }
 
 int64_t UnixSeconds(SystemTime t) {
   return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
-}
-
-// The probe families, in output order.
-enum Family : size_t {
-  kSuccess,
-  kPhase,
-  kStatus,
-  kProbesTotal,
-  kResponsesTotal,
-  kEmitterTotal,
-  kTlsExpiry,
-  kFamilyCount,
-};
-
-struct FamilyInfo {
-  std::string_view name;
-  std::string_view type;
-  std::string_view help;
-};
-
-constexpr std::array<FamilyInfo, kFamilyCount> kFamilies = {{
-    {"gatewatch_probe_success", "gauge",
-     "1 if the last confirmed probe of the monitor in the region succeeded (ok or excused), "
-     "else 0."},
-    {"gatewatch_probe_phase_seconds", "gauge",
-     "Phase durations of the last confirmed probe (resolve, connect, tls, processing, "
-     "transfer, total); a phase that was not reached has no series."},
-    {"gatewatch_probe_http_status_code", "gauge",
-     "HTTP status of the last confirmed probe (0 = no response)."},
-    {"gatewatch_probes_total", "counter", "Probe attempts by outcome class, retries included."},
-    {"gatewatch_http_responses_total", "counter",
-     "HTTP responses received by probes, by status code (every attempt)."},
-    {"gatewatch_probe_emitter_total", "counter",
-     "5xx responses by the layer that most likely produced them (emitter) and the reason it "
-     "gave (every attempt)."},
-    {"gatewatch_tls_cert_expiry_timestamp_seconds", "gauge",
-     "Earliest notAfter in the certificate chain seen by the last confirmed probes of the "
-     "monitor (earliest over regions), as a Unix timestamp."},
-}};
-
-// Names the extension point may not take.
-constexpr std::array<std::string_view, 19> kReservedNames = {
-    "gatewatch_scheduler_lag_seconds",
-    "gatewatch_probes_in_flight",
-    "gatewatch_probes_queued",
-    "gatewatch_probes_skipped_total",
-    "gatewatch_db_write_batch_seconds",
-    "gatewatch_db_write_batches_total",
-    "gatewatch_db_rows_written_total",
-    "gatewatch_db_queue_depth",
-    "gatewatch_db_rows_lost_total",
-    "gatewatch_db_write_errors_total",
-    "gatewatch_http_connections",
-    "gatewatch_http_connections_accepted_total",
-    "gatewatch_http_connections_closed_total",
-    "gatewatch_http_requests_total",
-    "gatewatch_build_info",
-    "process_start_time_seconds",
-    "gatewatch_probe_success",
-    "gatewatch_probe_phase_seconds",
-    "gatewatch_probe_http_status_code",
-};
-
-bool Reserved(std::string_view name) {
-  if (std::find(kReservedNames.begin(), kReservedNames.end(), name) != kReservedNames.end()) {
-    return true;
-  }
-  return std::any_of(kFamilies.begin(), kFamilies.end(),
-                     [&](const FamilyInfo& f) { return f.name == name; });
 }
 
 struct CodeCount {
@@ -271,144 +170,6 @@ void RenderMonitor(const MonitorState& m, std::array<std::string, kFamilyCount>&
   }
 }
 
-// --- Extension families: compact state rendered as text, like the probe series ---
-// (They were prometheus-cpp families: ~0.5 KB per series at rest, and every scrape built every
-// series again as ClientMetric objects before serialising them. With alert rules on 10,000
-// monitors — gatewatch_alert_state, _ratio and _silenced: 60,000 series — that was ~35 MB per
-// scrape and ~15 MB at rest.)
-
-bool ValidName(std::string_view name, bool colons) {
-  if (name.empty()) return false;
-  for (size_t i = 0; i < name.size(); ++i) {
-    const char c = name[i];
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (colons && c == ':') ||
-                    (i > 0 && c >= '0' && c <= '9');
-    if (!ok) return false;
-  }
-  return true;
-}
-
-// Series errors (an invalid label name) are programming errors of the caller; they are
-// logged, never thrown across the module.
-void LogSeriesError(const std::string& family, const std::string& error) {
-  log::Error("metrics: series rejected").Kv("family", family).Kv("error", error);
-}
-
-class ExtensionFamily {
- public:
-  ExtensionFamily(std::string name, std::string help) : name_(std::move(name)), help_(std::move(help)) {}
-
-  const std::string& help() const { return help_; }
-
-  void Set(const MetricLabels& labels, double value) {
-    std::string key;
-    if (!KeyOf(labels, key)) return;
-    std::lock_guard lock(mu_);
-    Slot(std::move(key), labels).value = value;
-  }
-  void Add(const MetricLabels& labels, double by) {
-    std::string key;
-    if (!KeyOf(labels, key)) return;
-    std::lock_guard lock(mu_);
-    Slot(std::move(key), labels).value += by;
-  }
-  void Remove(const MetricLabels& labels) {
-    std::string key;
-    if (!KeyOf(labels, key)) return;
-    std::lock_guard lock(mu_);
-    series_.erase(key);
-  }
-  // Drops the series whose `monitor` label names a monitor not in `names`.
-  void Retain(const std::set<std::string>& names) {
-    std::lock_guard lock(mu_);
-    std::erase_if(series_, [&](const auto& kv) {
-      return kv.second.monitor && names.count(*kv.second.monitor) == 0;
-    });
-  }
-  // HELP, TYPE and every series; nothing while no series exists.
-  void Render(std::string& out, std::string_view type) const {
-    std::lock_guard lock(mu_);
-    if (series_.empty()) return;
-    out += "# HELP ";
-    out += name_;
-    out += ' ';
-    for (char c : help_) {
-      if (c == '\\') {
-        out += "\\\\";
-      } else if (c == '\n') {
-        out += "\\n";
-      } else {
-        out += c;
-      }
-    }
-    out += "\n# TYPE ";
-    out += name_;
-    out += ' ';
-    out += type;
-    out += '\n';
-    for (const auto& [key, series] : series_) {
-      out += name_;
-      out += key;
-      out += ' ';
-      AppendDouble(out, series.value);
-      out += '\n';
-    }
-  }
-
- private:
-  struct Series {
-    double value = 0;
-    std::optional<std::string> monitor;  // the `monitor` label's value, for Retain()
-  };
-
-  // `{a="x",b="y"}` (MetricLabels is ordered by name, so the same labels give the same key),
-  // or "" without labels; false, logged, when a label name is invalid.
-  bool KeyOf(const MetricLabels& labels, std::string& key) const {
-    if (labels.empty()) return true;
-    key += '{';
-    for (const auto& [label, value] : labels) {
-      if (!ValidName(label, false) || label.starts_with("__")) {
-        LogSeriesError(name_, "invalid label name \"" + label + "\"");
-        return false;
-      }
-      if (key.size() > 1) key += ',';
-      key += label;
-      key += "=\"";
-      AppendEscaped(key, value);
-      key += '"';
-    }
-    key += '}';
-    return true;
-  }
-
-  Series& Slot(std::string key, const MetricLabels& labels) {
-    auto [it, fresh] = series_.try_emplace(std::move(key));
-    if (auto m = labels.find("monitor"); fresh && m != labels.end()) it->second.monitor = m->second;
-    return it->second;
-  }
-
-  const std::string name_;
-  const std::string help_;
-  mutable std::mutex mu_;  // guards series_
-  std::unordered_map<std::string, Series> series_;
-};
-
-class GaugeFamilyImpl final : public GaugeFamily {
- public:
-  GaugeFamilyImpl(std::string name, std::string help) : family(std::move(name), std::move(help)) {}
-  void Set(const MetricLabels& labels, double value) override { family.Set(labels, value); }
-  void Remove(const MetricLabels& labels) override { family.Remove(labels); }
-  ExtensionFamily family;
-};
-
-class CounterFamilyImpl final : public CounterFamily {
- public:
-  CounterFamilyImpl(std::string name, std::string help) : family(std::move(name), std::move(help)) {}
-  void Increment(const MetricLabels& labels, double by) override { family.Add(labels, by); }
-  void Remove(const MetricLabels& labels) override { family.Remove(labels); }
-  ExtensionFamily family;
-};
-
 prometheus::MetricFamily OneValue(std::string name, std::string help, prometheus::MetricType type,
                                   double value,
                                   std::vector<prometheus::ClientMetric::Label> labels = {}) {
@@ -452,12 +213,6 @@ struct Metrics::State {
   // The last RetainMonitors() set; a result of any other monitor is ignored. Empty
   // until the first RetainMonitors(): every monitor is accepted.
   std::optional<std::set<std::string, std::less<>>> retained;
-};
-
-struct Metrics::Extensions {
-  std::mutex mu;  // guards gauges and counters (the maps; the families lock themselves)
-  std::map<std::string, std::unique_ptr<GaugeFamilyImpl>> gauges;
-  std::map<std::string, std::unique_ptr<CounterFamilyImpl>> counters;
 };
 
 void FillLag(const LagHistogram& lag, SelfStats& out) {
@@ -556,37 +311,6 @@ void Metrics::RetainMonitors(const std::set<std::string>& names) {
 void Metrics::SetSelfStats(std::function<SelfStats()> source) {
   std::lock_guard lock(self_mu_);
   self_source_ = std::move(source);
-}
-
-Result<GaugeFamily*> Metrics::AddGaugeFamily(const std::string& name, const std::string& help) {
-  Extensions& ext = *extensions_;
-  std::lock_guard lock(ext.mu);
-  if (Reserved(name) || ext.counters.count(name))
-    return Error("metric " + name + " exists already");
-  if (auto it = ext.gauges.find(name); it != ext.gauges.end()) {
-    if (it->second->family.help() != help) return Error("metric " + name + " exists with another help");
-    return static_cast<GaugeFamily*>(it->second.get());
-  }
-  if (!ValidName(name, true)) return Error("metric " + name + ": invalid metric name");
-  auto impl = std::make_unique<GaugeFamilyImpl>(name, help);
-  GaugeFamily* out = impl.get();
-  ext.gauges.emplace(name, std::move(impl));
-  return out;
-}
-
-Result<CounterFamily*> Metrics::AddCounterFamily(const std::string& name, const std::string& help) {
-  Extensions& ext = *extensions_;
-  std::lock_guard lock(ext.mu);
-  if (Reserved(name) || ext.gauges.count(name)) return Error("metric " + name + " exists already");
-  if (auto it = ext.counters.find(name); it != ext.counters.end()) {
-    if (it->second->family.help() != help) return Error("metric " + name + " exists with another help");
-    return static_cast<CounterFamily*>(it->second.get());
-  }
-  if (!ValidName(name, true)) return Error("metric " + name + ": invalid metric name");
-  auto impl = std::make_unique<CounterFamilyImpl>(name, help);
-  CounterFamily* out = impl.get();
-  ext.counters.emplace(name, std::move(impl));
-  return out;
 }
 
 std::string Metrics::Render() const {
