@@ -1,6 +1,6 @@
 #pragma once
 // Alerting configuration: alert rules, notifiers and silences (docs/configuration.md).
-// Plain structs filled by daemon/config.cc; nothing here knows TOML.
+// Plain structs filled by the config loader (daemon/config.h); nothing here knows TOML.
 
 #include <array>
 #include <chrono>

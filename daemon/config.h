@@ -1,6 +1,7 @@
 #pragma once
 // The whole configuration (docs/configuration.md): TOML in, each module's plain config
-// structs out. This file and config.cc are the only places that know TOML.
+// structs out. The loader's own files (daemon/config*.cc, daemon/toml_reader.*) are the only
+// places that know TOML.
 //
 // Errors are collected, not thrown: a TOML syntax error stops at the first (toml++
 // does), every validation error of a syntactically valid file is reported together,

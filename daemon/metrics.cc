@@ -1,22 +1,21 @@
 #include "daemon/metrics.h"
 
-#include <prometheus/metric_family.h>
-#include <prometheus/text_serializer.h>
-
 #include <algorithm>
 #include <atomic>
-#include <charconv>
-#include <limits>
 #include <optional>
-#include <sstream>
 #include <string_view>
 #include <thread>
 #include <unordered_map>
 
 #include "daemon/http_server.h"
-#include "probes/log.h"
+#include "daemon/metrics_extensions.h"
+#include "daemon/metrics_families.h"
+#include "daemon/metrics_text.h"
 
 namespace gatewatch::daemon {
+
+using namespace internal;
+
 namespace {
 
 using probes::Emitter;
@@ -30,42 +29,6 @@ constexpr int64_t kNoPhase = -1;
 // Monitors rendered per hold of the state mutex: ~12 series each, well under a
 // millisecond per slice, so Observe() on the engine thread never waits for a scrape.
 constexpr size_t kSliceMonitors = 256;
-
-// Appends `value` escaped as a label value of the text format: backslash, double quote
-// and line feed are the only characters that need it.
-void AppendEscaped(std::string& out, std::string_view value) {
-  for (char c : value) {
-    switch (c) {
-      case '\\':
-        out += "\\\\";
-        break;
-      case '"':
-        out += "\\\"";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        out += c;
-    }
-  }
-}
-
-template <typename Int>
-void AppendInt(std::string& out, Int v) {
-  char buf[24];
-  auto res = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, res.ptr);
-}
-
-// The shortest fixed-point text that parses back to the same double ("0.0001", not
-// "1e-04"); scientific only where fixed does not fit.
-void AppendDouble(std::string& out, double v) {
-  char buf[64];
-  auto res = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed);
-  if (res.ec != std::errc()) res = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, res.ptr);
-}
 
 void AppendSeconds(std::string& out, int64_t us) {
   AppendDouble(out, static_cast<double>(us) / 1e6);
@@ -81,75 +44,6 @@ void CloseSample(std::string& out) { out += "} "; }
 
 int64_t UnixSeconds(SystemTime t) {
   return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
-}
-
-// The probe families, in output order.
-enum Family : size_t {
-  kSuccess,
-  kPhase,
-  kStatus,
-  kProbesTotal,
-  kResponsesTotal,
-  kEmitterTotal,
-  kTlsExpiry,
-  kFamilyCount,
-};
-
-struct FamilyInfo {
-  std::string_view name;
-  std::string_view type;
-  std::string_view help;
-};
-
-constexpr std::array<FamilyInfo, kFamilyCount> kFamilies = {{
-    {"gatewatch_probe_success", "gauge",
-     "1 if the last confirmed probe of the monitor in the region succeeded (ok or excused), "
-     "else 0."},
-    {"gatewatch_probe_phase_seconds", "gauge",
-     "Phase durations of the last confirmed probe (resolve, connect, tls, processing, "
-     "transfer, total); a phase that was not reached has no series."},
-    {"gatewatch_probe_http_status_code", "gauge",
-     "HTTP status of the last confirmed probe (0 = no response)."},
-    {"gatewatch_probes_total", "counter", "Probe attempts by outcome class, retries included."},
-    {"gatewatch_http_responses_total", "counter",
-     "HTTP responses received by probes, by status code (every attempt)."},
-    {"gatewatch_probe_emitter_total", "counter",
-     "5xx responses by the layer that most likely produced them (emitter) and the reason it "
-     "gave (every attempt)."},
-    {"gatewatch_tls_cert_expiry_timestamp_seconds", "gauge",
-     "Earliest notAfter in the certificate chain seen by the last confirmed probes of the "
-     "monitor (earliest over regions), as a Unix timestamp."},
-}};
-
-// Names the extension point may not take.
-constexpr std::array<std::string_view, 19> kReservedNames = {
-    "gatewatch_scheduler_lag_seconds",
-    "gatewatch_probes_in_flight",
-    "gatewatch_probes_queued",
-    "gatewatch_probes_skipped_total",
-    "gatewatch_db_write_batch_seconds",
-    "gatewatch_db_write_batches_total",
-    "gatewatch_db_rows_written_total",
-    "gatewatch_db_queue_depth",
-    "gatewatch_db_rows_lost_total",
-    "gatewatch_db_write_errors_total",
-    "gatewatch_http_connections",
-    "gatewatch_http_connections_accepted_total",
-    "gatewatch_http_connections_closed_total",
-    "gatewatch_http_requests_total",
-    "gatewatch_build_info",
-    "process_start_time_seconds",
-    "gatewatch_probe_success",
-    "gatewatch_probe_phase_seconds",
-    "gatewatch_probe_http_status_code",
-};
-
-bool Reserved(std::string_view name) {
-  if (std::find(kReservedNames.begin(), kReservedNames.end(), name) != kReservedNames.end()) {
-    return true;
-  }
-  return std::any_of(kFamilies.begin(), kFamilies.end(),
-                     [&](const FamilyInfo& f) { return f.name == name; });
 }
 
 struct CodeCount {
@@ -271,173 +165,6 @@ void RenderMonitor(const MonitorState& m, std::array<std::string, kFamilyCount>&
   }
 }
 
-// --- Extension families: compact state rendered as text, like the probe series ---
-// (They were prometheus-cpp families: ~0.5 KB per series at rest, and every scrape built every
-// series again as ClientMetric objects before serialising them. With alert rules on 10,000
-// monitors — gatewatch_alert_state, _ratio and _silenced: 60,000 series — that was ~35 MB per
-// scrape and ~15 MB at rest.)
-
-bool ValidName(std::string_view name, bool colons) {
-  if (name.empty()) return false;
-  for (size_t i = 0; i < name.size(); ++i) {
-    const char c = name[i];
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (colons && c == ':') ||
-                    (i > 0 && c >= '0' && c <= '9');
-    if (!ok) return false;
-  }
-  return true;
-}
-
-// Series errors (an invalid label name) are programming errors of the caller; they are
-// logged, never thrown across the module.
-void LogSeriesError(const std::string& family, const std::string& error) {
-  log::Error("metrics: series rejected").Kv("family", family).Kv("error", error);
-}
-
-class ExtensionFamily {
- public:
-  ExtensionFamily(std::string name, std::string help) : name_(std::move(name)), help_(std::move(help)) {}
-
-  const std::string& help() const { return help_; }
-
-  void Set(const MetricLabels& labels, double value) {
-    std::string key;
-    if (!KeyOf(labels, key)) return;
-    std::lock_guard lock(mu_);
-    Slot(std::move(key), labels).value = value;
-  }
-  void Add(const MetricLabels& labels, double by) {
-    std::string key;
-    if (!KeyOf(labels, key)) return;
-    std::lock_guard lock(mu_);
-    Slot(std::move(key), labels).value += by;
-  }
-  void Remove(const MetricLabels& labels) {
-    std::string key;
-    if (!KeyOf(labels, key)) return;
-    std::lock_guard lock(mu_);
-    series_.erase(key);
-  }
-  // Drops the series whose `monitor` label names a monitor not in `names`.
-  void Retain(const std::set<std::string>& names) {
-    std::lock_guard lock(mu_);
-    std::erase_if(series_, [&](const auto& kv) {
-      return kv.second.monitor && names.count(*kv.second.monitor) == 0;
-    });
-  }
-  // HELP, TYPE and every series; nothing while no series exists.
-  void Render(std::string& out, std::string_view type) const {
-    std::lock_guard lock(mu_);
-    if (series_.empty()) return;
-    out += "# HELP ";
-    out += name_;
-    out += ' ';
-    for (char c : help_) {
-      if (c == '\\') {
-        out += "\\\\";
-      } else if (c == '\n') {
-        out += "\\n";
-      } else {
-        out += c;
-      }
-    }
-    out += "\n# TYPE ";
-    out += name_;
-    out += ' ';
-    out += type;
-    out += '\n';
-    for (const auto& [key, series] : series_) {
-      out += name_;
-      out += key;
-      out += ' ';
-      AppendDouble(out, series.value);
-      out += '\n';
-    }
-  }
-
- private:
-  struct Series {
-    double value = 0;
-    std::optional<std::string> monitor;  // the `monitor` label's value, for Retain()
-  };
-
-  // `{a="x",b="y"}` (MetricLabels is ordered by name, so the same labels give the same key),
-  // or "" without labels; false, logged, when a label name is invalid.
-  bool KeyOf(const MetricLabels& labels, std::string& key) const {
-    if (labels.empty()) return true;
-    key += '{';
-    for (const auto& [label, value] : labels) {
-      if (!ValidName(label, false) || label.starts_with("__")) {
-        LogSeriesError(name_, "invalid label name \"" + label + "\"");
-        return false;
-      }
-      if (key.size() > 1) key += ',';
-      key += label;
-      key += "=\"";
-      AppendEscaped(key, value);
-      key += '"';
-    }
-    key += '}';
-    return true;
-  }
-
-  Series& Slot(std::string key, const MetricLabels& labels) {
-    auto [it, fresh] = series_.try_emplace(std::move(key));
-    if (auto m = labels.find("monitor"); fresh && m != labels.end()) it->second.monitor = m->second;
-    return it->second;
-  }
-
-  const std::string name_;
-  const std::string help_;
-  mutable std::mutex mu_;  // guards series_
-  std::unordered_map<std::string, Series> series_;
-};
-
-class GaugeFamilyImpl final : public GaugeFamily {
- public:
-  GaugeFamilyImpl(std::string name, std::string help) : family(std::move(name), std::move(help)) {}
-  void Set(const MetricLabels& labels, double value) override { family.Set(labels, value); }
-  void Remove(const MetricLabels& labels) override { family.Remove(labels); }
-  ExtensionFamily family;
-};
-
-class CounterFamilyImpl final : public CounterFamily {
- public:
-  CounterFamilyImpl(std::string name, std::string help) : family(std::move(name), std::move(help)) {}
-  void Increment(const MetricLabels& labels, double by) override { family.Add(labels, by); }
-  void Remove(const MetricLabels& labels) override { family.Remove(labels); }
-  ExtensionFamily family;
-};
-
-prometheus::MetricFamily OneValue(std::string name, std::string help, prometheus::MetricType type,
-                                  double value,
-                                  std::vector<prometheus::ClientMetric::Label> labels = {}) {
-  prometheus::MetricFamily f;
-  f.name = std::move(name);
-  f.help = std::move(help);
-  f.type = type;
-  prometheus::ClientMetric m;
-  m.label = std::move(labels);
-  if (type == prometheus::MetricType::Counter) {
-    m.counter.value = value;
-  } else {
-    m.gauge.value = value;
-  }
-  f.metric.push_back(std::move(m));
-  return f;
-}
-
-prometheus::MetricFamily Gauge(std::string name, std::string help, double value,
-                               std::vector<prometheus::ClientMetric::Label> labels = {}) {
-  return OneValue(std::move(name), std::move(help), prometheus::MetricType::Gauge, value,
-                  std::move(labels));
-}
-
-prometheus::MetricFamily Counter(std::string name, std::string help, uint64_t value) {
-  return OneValue(std::move(name), std::move(help), prometheus::MetricType::Counter,
-                  static_cast<double>(value));
-}
-
 }  // namespace
 
 struct Metrics::State {
@@ -453,17 +180,6 @@ struct Metrics::State {
   // until the first RetainMonitors(): every monitor is accepted.
   std::optional<std::set<std::string, std::less<>>> retained;
 };
-
-struct Metrics::Extensions {
-  std::mutex mu;  // guards gauges and counters (the maps; the families lock themselves)
-  std::map<std::string, std::unique_ptr<GaugeFamilyImpl>> gauges;
-  std::map<std::string, std::unique_ptr<CounterFamilyImpl>> counters;
-};
-
-void FillLag(const LagHistogram& lag, SelfStats& out) {
-  out.lag_buckets = lag.Buckets();
-  out.lag_sum_seconds = lag.SumSeconds();
-}
 
 Metrics::Metrics(std::string version)
     : version_(std::move(version)),
@@ -553,42 +269,6 @@ void Metrics::RetainMonitors(const std::set<std::string>& names) {
   for (auto& [name, impl] : extensions_->counters) impl->family.Retain(names);
 }
 
-void Metrics::SetSelfStats(std::function<SelfStats()> source) {
-  std::lock_guard lock(self_mu_);
-  self_source_ = std::move(source);
-}
-
-Result<GaugeFamily*> Metrics::AddGaugeFamily(const std::string& name, const std::string& help) {
-  Extensions& ext = *extensions_;
-  std::lock_guard lock(ext.mu);
-  if (Reserved(name) || ext.counters.count(name))
-    return Error("metric " + name + " exists already");
-  if (auto it = ext.gauges.find(name); it != ext.gauges.end()) {
-    if (it->second->family.help() != help) return Error("metric " + name + " exists with another help");
-    return static_cast<GaugeFamily*>(it->second.get());
-  }
-  if (!ValidName(name, true)) return Error("metric " + name + ": invalid metric name");
-  auto impl = std::make_unique<GaugeFamilyImpl>(name, help);
-  GaugeFamily* out = impl.get();
-  ext.gauges.emplace(name, std::move(impl));
-  return out;
-}
-
-Result<CounterFamily*> Metrics::AddCounterFamily(const std::string& name, const std::string& help) {
-  Extensions& ext = *extensions_;
-  std::lock_guard lock(ext.mu);
-  if (Reserved(name) || ext.gauges.count(name)) return Error("metric " + name + " exists already");
-  if (auto it = ext.counters.find(name); it != ext.counters.end()) {
-    if (it->second->family.help() != help) return Error("metric " + name + " exists with another help");
-    return static_cast<CounterFamily*>(it->second.get());
-  }
-  if (!ValidName(name, true)) return Error("metric " + name + ": invalid metric name");
-  auto impl = std::make_unique<CounterFamilyImpl>(name, help);
-  CounterFamily* out = impl.get();
-  ext.counters.emplace(name, std::move(impl));
-  return out;
-}
-
 std::string Metrics::Render() const {
   std::array<std::string, kFamilyCount> bufs;
   {
@@ -649,173 +329,6 @@ std::string Metrics::Render() const {
   }
   out += RenderSelf();
   return out;
-}
-
-namespace {
-
-// Notification delivery and rule evaluation (docs/metrics.md: gatewatch_notifications_total,
-// gatewatch_outbox_pending; plus delivery latency and the evaluator's own cost).
-void AppendAlerting(const SelfStats::Alerting& a, std::vector<prometheus::MetricFamily>& families) {
-  prometheus::MetricFamily results;
-  results.name = "gatewatch_notifications_total";
-  results.help =
-      "Notification delivery attempts by notifier and result (delivered, retry, rate_limited, "
-      "rejected, gave_up, dropped, refreshed, refresh_failed).";
-  results.type = prometheus::MetricType::Counter;
-  prometheus::MetricFamily latency;
-  latency.name = "gatewatch_notification_delivery_seconds";
-  latency.help = "Time from a notification's creation to its recorded delivery (retries included).";
-  latency.type = prometheus::MetricType::Histogram;
-  for (const auto& [notifier, stats] : a.notifiers) {
-    for (const auto& [result, count] : stats.results) {
-      prometheus::ClientMetric m;
-      m.label = {{"notifier", notifier}, {"result", result}};
-      m.counter.value = static_cast<double>(count);
-      results.metric.push_back(std::move(m));
-    }
-    if (stats.latency_count == 0) continue;
-    prometheus::ClientMetric h;
-    h.label = {{"notifier", notifier}};
-    uint64_t cumulative = 0;
-    for (size_t i = 0; i < alerting::kDeliveryLatencyBuckets.size(); ++i) {
-      cumulative += stats.latency_buckets[i];
-      h.histogram.bucket.push_back({cumulative, alerting::kDeliveryLatencyBuckets[i]});
-    }
-    cumulative += stats.latency_buckets.back();
-    h.histogram.bucket.push_back({cumulative, std::numeric_limits<double>::infinity()});
-    h.histogram.sample_count = cumulative;
-    h.histogram.sample_sum = stats.latency_sum_seconds;
-    latency.metric.push_back(std::move(h));
-  }
-  if (!results.metric.empty()) families.push_back(std::move(results));
-  if (!latency.metric.empty()) families.push_back(std::move(latency));
-  families.push_back(Gauge("gatewatch_outbox_pending", "Notifications waiting for delivery.",
-                           static_cast<double>(a.outbox_pending)));
-  families.push_back(Counter("gatewatch_alert_results_evaluated_total",
-                             "Confirmed probe results evaluated by the alert rules.", a.results_evaluated));
-  families.push_back(Counter("gatewatch_alert_results_dropped_total",
-                             "Confirmed probe results not evaluated because the alert queue was full.",
-                             a.results_dropped));
-  families.push_back(OneValue("gatewatch_alert_evaluation_seconds_total",
-                              "Time the alert evaluator spent on probe results.",
-                              prometheus::MetricType::Counter, a.evaluation_seconds));
-}
-
-}  // namespace
-
-std::string Metrics::RenderSelf() const {
-  using prometheus::ClientMetric;
-  using prometheus::MetricFamily;
-  std::string extension_text;
-  {
-    std::lock_guard lock(extensions_->mu);
-    for (const auto& [name, impl] : extensions_->gauges) impl->family.Render(extension_text, "gauge");
-    for (const auto& [name, impl] : extensions_->counters) impl->family.Render(extension_text, "counter");
-  }
-  std::vector<MetricFamily> families;
-
-  std::optional<SelfStats> s;
-  {
-    std::lock_guard lock(self_mu_);
-    if (self_source_) s = self_source_();
-  }
-  if (s) {
-    MetricFamily lag;
-    lag.name = "gatewatch_scheduler_lag_seconds";
-    lag.help = "Delay between a scheduled probe's due time and its start.";
-    lag.type = prometheus::MetricType::Histogram;
-    ClientMetric h;
-    uint64_t cumulative = 0;
-    for (size_t i = 0; i < LagHistogram::kBoundsMs.size(); ++i) {
-      cumulative += s->lag_buckets[i];
-      h.histogram.bucket.push_back(
-          {cumulative, static_cast<double>(LagHistogram::kBoundsMs[i]) / 1000.0});
-    }
-    cumulative += s->lag_buckets.back();
-    // The count is the buckets' sum (not a separately read counter), so +Inf == _count.
-    h.histogram.bucket.push_back({cumulative, std::numeric_limits<double>::infinity()});
-    h.histogram.sample_count = cumulative;
-    h.histogram.sample_sum = s->lag_sum_seconds;
-    lag.metric.push_back(std::move(h));
-    families.push_back(std::move(lag));
-
-    families.push_back(Gauge("gatewatch_probes_in_flight", "Probes running now.",
-                             static_cast<double>(s->probes_in_flight)));
-    families.push_back(Gauge("gatewatch_probes_queued",
-                             "Probes submitted and waiting for an in-flight slot.",
-                             static_cast<double>(s->probes_queued)));
-    MetricFamily skipped;
-    skipped.name = "gatewatch_probes_skipped_total";
-    skipped.help =
-        "Scheduled probes that did not run: overload (not started by the next due time), "
-        "backpressure (the database writer's queue was full), missed (the scheduler loop fell "
-        "more than an interval behind).";
-    skipped.type = prometheus::MetricType::Counter;
-    for (const auto& [reason, value] : {std::pair{"overload", s->skipped_overload},
-                                        std::pair{"backpressure", s->skipped_backpressure},
-                                        std::pair{"missed", s->skipped_missed}}) {
-      ClientMetric m;
-      m.label = {{"reason", reason}};
-      m.counter.value = static_cast<double>(value);
-      skipped.metric.push_back(std::move(m));
-    }
-    families.push_back(std::move(skipped));
-    families.push_back(Gauge("gatewatch_db_write_batch_seconds",
-                             "Duration of the last committed database write batch.",
-                             s->db_last_batch_seconds));
-    families.push_back(Counter("gatewatch_db_write_batches_total",
-                               "Database write batches (transactions) committed.", s->db_batches));
-    families.push_back(
-        Counter("gatewatch_db_rows_written_total", "Result rows committed.", s->db_rows_written));
-    families.push_back(Gauge("gatewatch_db_queue_depth",
-                             "Results accepted by the writer and not yet committed or lost.",
-                             static_cast<double>(s->db_queue_depth)));
-    families.push_back(Counter("gatewatch_db_rows_lost_total",
-                               "Accepted result rows given up after repeated write errors.",
-                               s->db_rows_lost));
-    families.push_back(Counter("gatewatch_db_write_errors_total",
-                               "Failed attempts to commit a write batch.", s->db_write_errors));
-  }
-  if (s && s->alerting) AppendAlerting(*s->alerting, families);
-  if (s && s->http) {
-    const SelfStats::Http& h = *s->http;
-    families.push_back(Gauge("gatewatch_http_connections", "Connections open to the HTTP listener.",
-                             static_cast<double>(h.open)));
-    families.push_back(Counter("gatewatch_http_connections_accepted_total",
-                               "Connections accepted by the HTTP listener.", h.accepted));
-    MetricFamily closed;
-    closed.name = "gatewatch_http_connections_closed_total";
-    closed.help =
-        "Connections the HTTP listener closed by its bounds: peer_limit and total_limit (refused "
-        "at accept), evicted (the oldest waiting connection, to make room), timeout (a request, "
-        "idle or write deadline passed mid-request), bad_request (a malformed or oversized "
-        "request).";
-    closed.type = prometheus::MetricType::Counter;
-    for (const auto& [reason, value] : {std::pair{"peer_limit", h.peer_limit}, std::pair{"total_limit", h.total_limit},
-                                        std::pair{"evicted", h.evicted}, std::pair{"timeout", h.timeout},
-                                        std::pair{"bad_request", h.bad_request}}) {
-      ClientMetric m;
-      m.label = {{"reason", reason}};
-      m.counter.value = static_cast<double>(value);
-      closed.metric.push_back(std::move(m));
-    }
-    families.push_back(std::move(closed));
-    families.push_back(Counter("gatewatch_http_requests_total", "Requests the HTTP listener answered.", h.requests));
-  }
-  families.push_back(Gauge("gatewatch_build_info", "gatewatch build; the value is always 1.", 1,
-                           {{"version", version_}}));
-  if (s) {
-    families.push_back(Gauge(
-        "process_start_time_seconds", "Start time of the process since the Unix epoch in seconds.",
-        static_cast<double>(
-            std::chrono::duration_cast<std::chrono::milliseconds>(s->start_time.time_since_epoch())
-                .count()) /
-            1000.0));
-  }
-
-  std::ostringstream text;
-  prometheus::TextSerializer().Serialize(text, families);
-  return extension_text + std::move(text).str();
 }
 
 size_t Metrics::ProbeSeriesCountForTest() const {

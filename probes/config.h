@@ -1,6 +1,6 @@
 #pragma once
 // Plain configuration of the probe side: engine limits, regions (egress profiles)
-// and monitors. Filled by daemon/config.cc from TOML; nothing here knows TOML.
+// and monitors. Filled by the config loader (daemon/config.h) from TOML; nothing here knows TOML.
 
 #include <optional>
 #include <string>
