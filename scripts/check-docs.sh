@@ -140,7 +140,8 @@ for path in files:
                 problem(f"{path}:{lineno}: cites {doc} \"{m.group(2)}\": no such heading")
 
 # 4. Nothing points outside the repository for its contract.
-outside = [".." + "/shared", "SPEC" + " section"]
+# (spelled in pieces so that this line does not match itself)
+outside = [".." + "/shared", "SP" + "EC" + " section"]
 for path in files:
     if not os.path.isfile(path):
         continue
