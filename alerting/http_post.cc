@@ -16,6 +16,7 @@
 #include "alerting/delivery.h"
 #include "alerting/http_post_request.h"
 #include "gatewatch_version.h"
+#include "probes/text.h"
 
 namespace gatewatch::alerting {
 
@@ -29,21 +30,6 @@ using std::chrono::milliseconds;
 
 constexpr size_t kBodyKeep = 4096;   // response bytes kept: Discord's retry_after, the excerpt
 constexpr size_t kExcerptMax = 200;  // bytes of response body in a log line or last_error
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() &&
-         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
 
 // What must never appear in a result: the url, its path and query ("/services/T/B/X", where
 // webhook urls keep their token), each long piece of those (a receiver may echo the bare
@@ -95,8 +81,8 @@ size_t OnHeader(char* data, size_t size, size_t n, void* user) {
   if (line.starts_with("HTTP/")) {
     r->retry_after.clear();  // a new response (after a 1xx): only the final one counts
   } else if (const size_t colon = line.find(':');
-             colon != std::string_view::npos && Lower(line.substr(0, colon)) == "retry-after") {
-    r->retry_after = std::string(Trim(line.substr(colon + 1)));
+             colon != std::string_view::npos && AsciiLower(line.substr(0, colon)) == "retry-after") {
+    r->retry_after = std::string(TrimHttpSpace(line.substr(colon + 1)));
   }
   return size * n;
 }
@@ -104,7 +90,7 @@ size_t OnHeader(char* data, size_t size, size_t n, void* user) {
 // Printable, bounded, with the request's secrets removed.
 std::string Excerpt(std::string text, const std::vector<std::string>& secrets) {
   for (const std::string& s : secrets) ReplaceAll(text, s, "<redacted>");
-  text = TruncateUtf8(Trim(text), kExcerptMax, kEllipsis);
+  text = TruncateUtf8(TrimHttpSpace(text), kExcerptMax, kEllipsis);
   for (char& c : text) {
     const auto u = static_cast<unsigned char>(c);
     if (u < 0x20 || u == 0x7f) c = ' ';
@@ -242,7 +228,7 @@ SendResult Send(const NotifierConfig& config, const Payload& payload, Duration t
 }
 
 std::optional<Duration> ParseRetryAfter(std::string_view value, SystemTime now) {
-  value = Trim(value);
+  value = TrimHttpSpace(value);
   if (value.empty()) return std::nullopt;
   if (std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; })) {
     if (value.size() > 9) return std::nullopt;  // over 30 years: not a real delay

@@ -13,6 +13,7 @@
 
 #include "fleet/http_text.h"
 #include "fleet/pages.h"
+#include "probes/text.h"
 
 namespace gatewatch::fleet {
 namespace {
@@ -98,27 +99,13 @@ void LingeringClose(UniqueFd& fd, int waker) {
   fd.Reset();
 }
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
 struct Head {
   std::string first_line;
   std::vector<std::pair<std::string, std::string>> headers;  // names as sent, values trimmed
 
   const std::string* Find(std::string_view lower_name) const {
     for (const auto& [name, value] : headers) {
-      if (Lower(name) == lower_name) return &value;
+      if (AsciiLower(name) == lower_name) return &value;
     }
     return nullptr;
   }
@@ -142,8 +129,8 @@ Head ParseHead(std::string_view head) {
     if (line.empty()) break;
     const size_t colon = line.find(':');
     if (colon == std::string_view::npos) continue;
-    h.headers.emplace_back(std::string(Trim(line.substr(0, colon))),
-                           std::string(Trim(line.substr(colon + 1))));
+    h.headers.emplace_back(std::string(TrimHttpSpace(line.substr(0, colon))),
+                           std::string(TrimHttpSpace(line.substr(colon + 1))));
   }
   return h;
 }
@@ -279,12 +266,12 @@ std::string ClientHead(const Head& upstream) {
   out += "Server: " + std::string(kServer) + "\r\nDate: " + HttpDate() + "\r\n";
   for (const char* name : {"content-type", "content-length", "transfer-encoding"}) {
     for (const auto& [n, v] : upstream.headers) {
-      if (Lower(n) == name) out += n + ": " + v + "\r\n";
+      if (AsciiLower(n) == name) out += n + ": " + v + "\r\n";
     }
   }
   out += "Connection: close\r\n";
   for (const auto& [n, v] : upstream.headers) {
-    const std::string lower = Lower(n);
+    const std::string lower = AsciiLower(n);
     if (lower == "server" || lower == "date" || lower == "connection" || lower == "keep-alive" ||
         lower == "content-type" || lower == "content-length" || lower == "transfer-encoding" ||
         lower == "x-pad" || lower.rfind("x-accel-", 0) == 0) {
@@ -484,7 +471,7 @@ void Gateway::Serve(UniqueFd client) {
   std::string request =
       method + " " + target + " HTTP/1.0\r\nHost: " + kUpstreamHost + "\r\nConnection: close\r\n";
   for (const auto& [name, value] : head.headers) {
-    const std::string lower = Lower(name);
+    const std::string lower = AsciiLower(name);
     if (lower == "host" || lower == "connection" || lower == "keep-alive") continue;
     request += name + ": " + value + "\r\n";
   }

@@ -17,6 +17,7 @@
 
 #include "probes/classify.h"
 #include "probes/engine_impl.h"
+#include "probes/text.h"
 #include "probes/url.h"
 
 namespace gatewatch::probes {
@@ -27,22 +28,6 @@ using std::chrono::microseconds;
 using std::chrono::milliseconds;
 
 constexpr size_t kMaxHeaderBytes = 64 * 1024;  // per response; beyond: malformed_response
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() &&
-         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
 
 size_t WriteCallback(char* data, size_t size, size_t n, void* user) {
   auto* a = static_cast<Attempt*>(user);
@@ -92,7 +77,7 @@ std::string_view StatusText(std::string_view status_line) {
   if (first == std::string_view::npos) return {};
   const size_t second = status_line.find(' ', first + 1);
   if (second == std::string_view::npos) return {};
-  return Trim(status_line.substr(second + 1));
+  return TrimHttpSpace(status_line.substr(second + 1));
 }
 
 size_t HeaderCallback(char* data, size_t size, size_t n, void* user) {
@@ -122,9 +107,9 @@ size_t HeaderCallback(char* data, size_t size, size_t n, void* user) {
   }
   const size_t colon = line.find(':');
   if (colon == std::string_view::npos || status_line) return len;
-  const std::string_view name = Trim(line.substr(0, colon));
+  const std::string_view name = TrimHttpSpace(line.substr(0, colon));
   if (!a->keep_all_headers && !IsSelectedHeader(name)) return len;  // nobody reads it
-  a->headers.emplace_back(Lower(name), std::string(Trim(line.substr(colon + 1))));
+  a->headers.emplace_back(AsciiLower(name), std::string(TrimHttpSpace(line.substr(colon + 1))));
   return len;
 }
 

@@ -110,6 +110,15 @@ std::string RedactUserInfo(std::string_view url) {
   return std::string(url.substr(0, start)) + "***" + std::string(url.substr(start + at));
 }
 
+std::string_view TrimHttpSpace(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() &&
+         (s.back() == ' ' || s.back() == '\t' || s.back() == '\r' || s.back() == '\n')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
 std::string AsciiLower(std::string_view text) {
   std::string out(text);
   for (char& c : out) {

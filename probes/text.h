@@ -29,6 +29,10 @@ std::string OneLine(std::string_view text);
 // `text` with ASCII letters lower-cased (header names, tokens); other bytes unchanged.
 std::string AsciiLower(std::string_view text);
 
+// `text` without leading spaces and tabs and without trailing spaces, tabs, CR and LF: a
+// header line's name or value as read off the wire.
+std::string_view TrimHttpSpace(std::string_view text);
+
 // An http(s) URL with the user info of its authority ("user:secret@") replaced by "***@";
 // anything else unchanged.
 std::string RedactUserInfo(std::string_view url);

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 
+#include "daemon/cli.h"
 #include "tests/support/process.h"
 #include "tests/support/recording_target.h"
 #include "tests/support/sqlite_file.h"
@@ -101,10 +102,11 @@ TEST_CASE("Backup CLI: usage errors exit 2") {
   const std::string config =
       dir.Write("gw.toml", "[storage]\npath = \"" + dir.File("gw.db") + "\"\n");
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
-      {{"backup", dir.File("x.db")}, "backup needs --config FILE"},
-      {{"backup", "--config", config}, "backup needs a DEST file"},
-      {{"backup", "--config", config, "a.db", "b.db"}, "unexpected argument b.db"},
-      {{"validate", "--config", config, "--force"}, "--force goes with backup"},
+      {{"backup", "--config", config}, "DEST is required"},
+      {{"backup", "--config", config, "a.db", "b.db"},
+       "the following argument was not expected: b.db"},
+      {{"validate", "--config", config, "--force"},
+       "the following argument was not expected: --force"},
   };
   for (const auto& [args, message] : cases) {
     std::vector<std::string> argv = {GATEWATCH_BINARY};
@@ -113,6 +115,13 @@ TEST_CASE("Backup CLI: usage errors exit 2") {
     CAPTURE(message);
     CHECK(r.exit_code == 2);
     CHECK(r.err.rfind("gatewatch: " + message + "\n", 0) == 0);
+  }
+  // Without --config: $GATEWATCH_CONFIG, else the default path (absent on a test machine).
+  if (!std::filesystem::exists(kDefaultConfigPath)) {
+    auto no_config = RunCommand({"/usr/bin/env", "-u", "GATEWATCH_CONFIG", GATEWATCH_BINARY,
+                                 "backup", dir.File("x.db")});
+    CHECK(no_config.exit_code == 2);
+    CHECK(no_config.err.rfind(std::string(kDefaultConfigPath) + ": ", 0) == 0);
   }
   // A config that does not load is a usage error too; no database: a failure.
   const std::string broken = dir.Write("broken.toml", "[storage]\npath = 1\n");

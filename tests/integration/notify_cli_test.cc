@@ -80,7 +80,7 @@ TEST_CASE("notify-test: a refusing or missing receiver exits 1, an unknown notif
 
   const auto usage = testing::RunCommand({GATEWATCH_BINARY, "notify-test", "--config", config}, 30s);
   CHECK(usage.exit_code == 2);
-  CHECK(usage.err.find("notify-test needs --notifier NAME") != std::string::npos);
+  CHECK(usage.err.rfind("gatewatch: --notifier is required\n", 0) == 0);
 }
 
 TEST_CASE("notify-test: a console notifier prints both messages") {
