@@ -16,7 +16,8 @@
 
 namespace gatewatch::daemon {
 
-using nlohmann::json;
+// Objects keep their keys in the order written here, the order docs/http-api.md documents.
+using json = nlohmann::ordered_json;
 using namespace std::chrono_literals;
 
 // ---------------------------------------------------------------------------------------

@@ -333,15 +333,14 @@ void PrintHuman(std::ostream& out, const Plan& plan, const Results& results,
 // ---------------------------------------------------------------------------------------------
 // JSON output.
 
-nlohmann::json ResultJson(const Target& t, const ProbeResult& r) {
-  nlohmann::json j = ToJson(r);
-  j["name"] = t.name;
-  j["url"] = t.url;
+nlohmann::ordered_json ResultJson(const Target& t, const ProbeResult& r) {
+  nlohmann::ordered_json j = {{"name", t.name}, {"url", t.url}};
+  j.update(ToJson(r));
   return j;
 }
 
-nlohmann::json UpstreamsJson(const Plan& plan, const std::vector<ProbeResult>& per_region) {
-  nlohmann::json list = nlohmann::json::array();
+nlohmann::ordered_json UpstreamsJson(const Plan& plan, const std::vector<ProbeResult>& per_region) {
+  nlohmann::ordered_json list = nlohmann::ordered_json::array();
   for (size_t i = 0; i < plan.upstreams.size(); ++i) {
     list.push_back(ResultJson(plan.upstreams[i], per_region[1 + i]));
   }
@@ -350,15 +349,15 @@ nlohmann::json UpstreamsJson(const Plan& plan, const std::vector<ProbeResult>& p
 
 void PrintJson(std::ostream& out, const Plan& plan, const Results& results,
                const probes::Diagnosis& d) {
-  nlohmann::json regions = nlohmann::json::array();
+  nlohmann::ordered_json regions = nlohmann::ordered_json::array();
   for (const auto& r : plan.regions) regions.push_back(r.name);
-  nlohmann::json others = nlohmann::json::array();
+  nlohmann::ordered_json others = nlohmann::ordered_json::array();
   for (size_t r = 1; r < results.size(); ++r) {
     others.push_back({{"region", plan.regions[r].name},
                       {"target", ResultJson(plan.target, results[r][0])},
                       {"upstreams", UpstreamsJson(plan, results[r])}});
   }
-  // Ordered: the verdict first for people reading it; nested objects keep their sorted keys.
+  // The verdict first for people reading it; every object keeps the order written.
   nlohmann::ordered_json j = {{"verdict", probes::ToString(d.verdict)},
                               {"summary", d.summary},
                               {"healthy", d.verdict == probes::Verdict::kHealthy},
@@ -366,7 +365,7 @@ void PrintJson(std::ostream& out, const Plan& plan, const Results& results,
                               {"target", ResultJson(plan.target, results[0][0])},
                               {"upstreams", UpstreamsJson(plan, results[0])},
                               {"other_regions", std::move(others)},
-                              {"evidence", nlohmann::json::parse(probes::EvidenceToJson(d))}};
+                              {"evidence", nlohmann::ordered_json::parse(probes::EvidenceToJson(d))}};
   // Headers and body snippets are bytes from the network: replace invalid UTF-8, never throw.
   out << j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n";
 }

@@ -56,8 +56,8 @@ Result<SystemTime> ParseTime(std::string_view text) {
   return Error("expected Z or an offset like +01:00 at the end of " + Quoted(t));
 }
 
-nlohmann::json ToJson(const probes::ProbeResult& r) {
-  using nlohmann::json;
+nlohmann::ordered_json ToJson(const probes::ProbeResult& r) {
+  using json = nlohmann::ordered_json;
   json phases = json::object();
   const std::pair<const char*, const std::optional<std::chrono::microseconds>*> all[] = {
       {"resolve", &r.phases.resolve},       {"connect", &r.phases.connect},

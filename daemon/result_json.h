@@ -14,7 +14,8 @@ using ::gatewatch::FormatTime;  // RFC 3339, probes/clock.h
 // Parses RFC 3339 ("2026-11-23T05:25:10.123Z", "...+01:00") or unix seconds ("1763875510").
 Result<SystemTime> ParseTime(std::string_view text);
 
-nlohmann::json ToJson(const probes::ProbeResult& r);
+// Keys in the order written (docs/http-api.md), not alphabetical.
+nlohmann::ordered_json ToJson(const probes::ProbeResult& r);
 
 // The inverse of ToJson for results pushed by agents: every field is checked; the error
 // names the field and what was expected.

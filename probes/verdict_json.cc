@@ -10,7 +10,7 @@ using std::chrono::microseconds;
 // ---------------------------------------------------------------------------------------------
 // JSON.
 
-using nlohmann::json;
+using json = nlohmann::ordered_json;  // keys in the order written here (docs/alerts-and-diagnosis.md)
 
 json TimeJson(const std::optional<SystemTime>& t) {
   return t ? json(FormatTime(*t)) : json(nullptr);

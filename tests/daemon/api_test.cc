@@ -325,6 +325,26 @@ TEST_CASE("Api: results are newest first and filtered by since, until, region an
   }
 }
 
+TEST_CASE("Api: objects keep the documented key order, not alphabetical") {
+  ApiFixture f;
+  auto res = f.Get("/api/v1/monitors/shop/results?limit=1");
+  REQUIRE(res);
+  const auto keys = [](const nlohmann::ordered_json& j) {
+    std::vector<std::string> out;
+    for (const auto& item : j.items()) out.push_back(item.key());
+    return out;
+  };
+  const auto body = nlohmann::ordered_json::parse(res->body);
+  CHECK(keys(body).front() == "monitor");
+  CHECK(keys(body).back() == "results");
+  REQUIRE(body["results"].size() == 1);
+  const std::vector<std::string> result_keys = keys(body["results"][0]);
+  REQUIRE(result_keys.size() >= 6);
+  CHECK(std::vector<std::string>(result_keys.begin(), result_keys.begin() + 6) ==
+        std::vector<std::string>{"monitor", "region", "started_at", "attempt", "confirmed",
+                                 "outcome"});
+}
+
 TEST_CASE("Api: bad parameters are 400 JSON errors that name the parameter") {
   ApiFixture f;
   const std::pair<std::string, std::string> cases[] = {

@@ -132,7 +132,7 @@ struct IngestServer {
 };
 
 std::string Batch(int n) {
-  nlohmann::json a = nlohmann::json::array();
+  nlohmann::ordered_json a = nlohmann::ordered_json::array();
   for (int i = 0; i < n; ++i) a.push_back(ToJson(Sample()));
   return a.dump();
 }
