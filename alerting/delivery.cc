@@ -17,7 +17,7 @@
 #include "alerting/http_post_request.h"
 #include "alerting/message_json.h"
 #include "probes/log.h"
-#include "storage/outbox.h"
+#include "storage/alert_store.h"
 
 namespace gatewatch::alerting {
 

@@ -1,6 +1,6 @@
 #pragma once
 // Notification delivery (docs/alerts-and-diagnosis.md, docs/reliability.md): the delivery thread
-// takes messages from the SQLite outbox (storage/outbox.h), renders each with its notifier
+// takes messages from the SQLite outbox (storage/alert_store.h), renders each with its notifier
 // (alerting/notifier.h) and POSTs it with libcurl, at least once, in order per notifier.
 //
 //   outcome of one POST               what happens to the message            counted as

@@ -21,7 +21,7 @@
 #include "alerting/delivery.h"
 #include "alerting/http_post_request.h"
 #include "alerting/notifier.h"
-#include "storage/outbox.h"
+#include "storage/alert_store.h"
 
 namespace gatewatch::alerting {
 

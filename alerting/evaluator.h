@@ -35,7 +35,7 @@
 #include "alerting/config.h"
 #include "probes/clock.h"
 #include "probes/probe_result.h"
-#include "storage/outbox.h"
+#include "storage/alert_store.h"
 
 namespace gatewatch::alerting {
 

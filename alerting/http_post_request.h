@@ -14,7 +14,7 @@
 #include "alerting/config.h"
 #include "alerting/delivery.h"
 #include "alerting/notifier.h"
-#include "storage/outbox.h"
+#include "storage/alert_store.h"
 
 namespace gatewatch::alerting::internal {
 

@@ -1,5 +1,5 @@
 #pragma once
-// A Message as JSON, for the outbox (storage/outbox.h: OutboxMessage::message). The pipeline
+// A Message as JSON, for the outbox (storage/alert_store.h: OutboxMessage::message). The pipeline
 // stores MessageToJson(m) when it enqueues an event; the delivery thread reads it back with
 // MessageFromJson() and renders it with the notifier configured at delivery time, so a
 // stored message never depends on any platform's payload format.

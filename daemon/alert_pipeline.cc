@@ -6,11 +6,11 @@
 #include <set>
 
 #include "alerting/message_json.h"
-#include "daemon/diagnosis.h"
 #include "alerting/notifier.h"
+#include "daemon/diagnosis.h"
 #include "probes/log.h"
-#include "storage/incidents.h"
-#include "storage/outbox.h"
+#include "storage/alert_store.h"
+#include "storage/incident_store.h"
 #include "storage/sqlite_store.h"
 
 namespace gatewatch::daemon {

@@ -10,8 +10,8 @@
 
 #include "daemon/result_json.h"
 #include "probes/log.h"
-#include "storage/incidents.h"
 #include "probes/url.h"
+#include "storage/incident_store.h"
 #include "storage/sqlite_store.h"
 
 namespace gatewatch::daemon {

@@ -91,7 +91,7 @@
 #include "probes/clock.h"
 #include "probes/probe_result.h"
 #include "probes/result.h"
-#include "storage/incidents.h"
+#include "storage/incident_store.h"
 #include "storage/store.h"
 
 namespace gatewatch::daemon {

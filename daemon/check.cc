@@ -12,7 +12,7 @@
 #include "daemon/config.h"
 #include "daemon/result_json.h"
 #include "gatewatch_version.h"
-#include "probes/engine.h"
+#include "probes/http_prober.h"
 #include "probes/url.h"
 #include "probes/verdict.h"
 

@@ -11,7 +11,7 @@
 #include "daemon/check.h"
 #include "daemon/config.h"
 #include "daemon/demo.h"
-#include "daemon/notify_test.h"
+#include "daemon/notify_command.h"
 #include "gatewatch_version.h"
 #include "probes/log.h"
 #include "storage/backup.h"

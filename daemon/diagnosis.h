@@ -2,7 +2,7 @@
 // Diagnosis wiring (docs/alerts-and-diagnosis.md): on the alert pipeline's thread, keeps
 // track of which monitors are in trouble, diagnoses them with the verdict engine
 // (probes/verdict.h) on results read from storage, and keeps their incidents
-// (storage/incidents.h): one open incident per monitor, opened at the first confirmed failure
+// (storage/incident_store.h): one open incident per monitor, opened at the first confirmed failure
 // (or, for a gateway, when one of its upstreams fails while it still answers: the degraded
 // pool), verdict and peak ratio updated as evidence changes, closed once the monitor and its
 // upstreams have been healthy for the monitor's alerts' longest resolve_for (two intervals
@@ -34,7 +34,7 @@
 #include "probes/probe_result.h"
 #include "probes/result.h"
 #include "probes/verdict.h"
-#include "storage/incidents.h"
+#include "storage/incident_store.h"
 #include "storage/store.h"
 
 namespace gatewatch::daemon {

@@ -29,7 +29,7 @@ inline constexpr std::chrono::milliseconds kMaxWriteWait{1000};
 // slow disk: a lock taken right after a commit shows within about flush_interval (1 s) plus
 // this, under the 2 s a readiness probe may expect.
 inline constexpr std::chrono::milliseconds kMaxLockWait{500};
-// The scheduler loop ticks at least once a second (probes/engine.h): this long without a
+// The scheduler loop ticks at least once a second (probes/http_prober.h): this long without a
 // tick means it is stuck.
 inline constexpr std::chrono::seconds kMaxTickAge{5};
 

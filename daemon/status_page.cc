@@ -8,7 +8,7 @@
 
 #include "daemon/result_json.h"
 #include "probes/log.h"
-#include "storage/incidents.h"
+#include "storage/incident_store.h"
 
 namespace gatewatch::daemon {
 

@@ -38,7 +38,7 @@ namespace gatewatch::storage {
 //   (alert, monitor), WITHOUT ROWID): state (the evaluator's AlertState ordinal: 0 ok,
 //   1 pending, 2 firing, 3 resolving; storage does not interpret it), since_ms,
 //   firing_since_ms, last_notified_ms (unix ms), notified (0/1), updated_ms (unix ms of the
-//   commit that wrote the row). Written by AlertStore (storage/outbox.h).
+//   commit that wrote the row). Written by AlertStore (storage/alert_store.h).
 // outbox (version 3): notifications to deliver, at-least-once (docs/reliability.md). id INTEGER
 //   PRIMARY KEY (creation order), notifier (config name), alert, monitor, kind ("firing",
 //   "resolved", "reminder" or "test"), message (JSON: the event, independent of any
@@ -51,7 +51,7 @@ namespace gatewatch::storage {
 //   audit retention of PruneDelivered(). A state change and the messages it causes are
 //   written in one transaction (AlertStore::Commit).
 // incidents (version 4): docs/alerts-and-diagnosis.md incidents, written by IncidentStore
-//   (storage/incidents.h). id INTEGER PRIMARY KEY (creation order), monitor, opened_at,
+//   (storage/incident_store.h). id INTEGER PRIMARY KEY (creation order), monitor, opened_at,
 //   updated_at, closed_at (unix ms; closed_at NULL = open), verdict (current) and
 //   first_verdict (docs/alerts-and-diagnosis.md names, not interpreted here), summary, peak_ratio (REAL,
 //   0 .. 1, only ever raised), evidence (JSON text, opaque here), alert_fired (0/1, sticky),

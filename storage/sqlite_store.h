@@ -88,8 +88,8 @@ class SqliteStore final : public Store {
   Result<int64_t> QueryIntForTest(const std::string& sql);
 
  private:
-  // Module access (storage/ only): AlertStore (storage/outbox.h) and IncidentStore
-  // (storage/incidents.h) keep their tables in the same database and reuse this class's Open()
+  // Module access (storage/ only): AlertStore (storage/alert_store.h) and IncidentStore
+  // (storage/incident_store.h) keep their tables in the same database and reuse this class's Open()
   // (WAL, busy timeout, migrations, schema checks) and owner check instead of copying them;
   // they run their own statements on db_ (and through Exec() and QueryInt()) and report errors
   // through LastError(). They touch nothing else.

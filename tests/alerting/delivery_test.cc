@@ -22,7 +22,7 @@
 #include "alerting/message_json.h"
 #include "alerting/notifiers/webhook.h"
 #include "probes/log.h"
-#include "storage/outbox.h"
+#include "storage/alert_store.h"
 #include "tests/support/fake_clock.h"
 #include "tests/support/httplib_listen.h"
 #include "tests/support/temp_dir.h"

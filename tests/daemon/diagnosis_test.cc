@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "daemon/config.h"
-#include "storage/incidents.h"
+#include "storage/incident_store.h"
 #include "storage/sqlite_store.h"
 #include "tests/support/fake_clock.h"
 #include "tests/support/temp_dir.h"

@@ -2,7 +2,7 @@
 // docs/probes.md, phases present/absent, DNS through a test resolver, regions, retries,
 // and 1,000 probes in flight against targets that never answer.
 
-#include "probes/engine.h"
+#include "probes/http_prober.h"
 
 #include <dirent.h>
 #include <doctest/doctest.h>

@@ -12,7 +12,7 @@
 #include <string>
 #include <utility>
 
-#include "probes/engine_impl.h"
+#include "probes/http_prober_impl.h"
 #include "probes/log.h"
 
 namespace gatewatch::probes {

@@ -1,4 +1,4 @@
-#include "probes/engine.h"
+#include "probes/http_prober.h"
 
 #include <ares.h>
 #include <curl/curl.h>
@@ -15,7 +15,7 @@
 #include <thread>
 #include <utility>
 
-#include "probes/engine_impl.h"
+#include "probes/http_prober_impl.h"
 #include "probes/log.h"
 
 namespace gatewatch::probes {

@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "probes/engine_impl.h"
+#include "probes/http_prober_impl.h"
 
 namespace gatewatch::probes {
 namespace {

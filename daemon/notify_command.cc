@@ -1,4 +1,4 @@
-#include "daemon/notify_test.h"
+#include "daemon/notify_command.h"
 
 #include <algorithm>
 

@@ -16,7 +16,7 @@
 #include <utility>
 
 #include "probes/classify.h"
-#include "probes/engine_impl.h"
+#include "probes/http_prober_impl.h"
 #include "probes/text.h"
 #include "probes/url.h"
 

@@ -1,4 +1,4 @@
-#include "storage/incidents.h"
+#include "storage/incident_store.h"
 
 #include <sqlite3.h>
 

@@ -12,7 +12,7 @@
 #include <ctime>
 #include <string>
 
-#include "probes/engine_impl.h"
+#include "probes/http_prober_impl.h"
 
 namespace gatewatch::probes {
 namespace {

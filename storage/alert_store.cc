@@ -1,4 +1,4 @@
-#include "storage/outbox.h"
+#include "storage/alert_store.h"
 
 #include <sqlite3.h>
 

@@ -1,9 +1,9 @@
 #pragma once
 // HttpProber::Impl, the engine thread's state, and the per-probe state it owns (MonitorPrep,
 // Attempt). Private to the engine: only probes/engine*.cc include this. Impl's members are
-// defined by job: engine.cc (lifecycle and the event loop), engine_admission.cc (which
-// waiting probe starts, which is skipped; retries), engine_resolve.cc (c-ares),
-// engine_transfer.cc (curl set-up and read-back) and engine_tls.cc (TLS facts).
+// defined by job: http_prober.cc (lifecycle and the event loop), http_prober_admission.cc (which
+// waiting probe starts, which is skipped; retries), http_prober_resolve.cc (c-ares),
+// http_prober_transfer.cc (curl set-up and read-back) and http_prober_tls.cc (TLS facts).
 
 #include <ares.h>
 #include <curl/curl.h>
@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "probes/classify.h"
-#include "probes/engine.h"
+#include "probes/http_prober.h"
 #include "probes/url.h"
 
 namespace gatewatch::probes {
@@ -175,7 +175,7 @@ struct HttpProber::Impl {
   uint64_t next_id = 1;
   std::thread thread;
 
-  // Lifecycle and the event loop (engine.cc).
+  // Lifecycle and the event loop (http_prober.cc).
   void Signal();
   void Run();
   void MaybeTick();
@@ -191,7 +191,7 @@ struct HttpProber::Impl {
   static int CurlSocketCallback(CURL* easy, curl_socket_t fd, int what, void* user, void* socketp);
   static int CurlTimerCallback(CURLM* multi, long timeout_ms, void* user);
 
-  // Admission, from the queues to a started attempt and back (engine_admission.cc).
+  // Admission, from the queues to a started attempt and back (http_prober_admission.cc).
   void TakeIncoming(bool* stop_now);
   void Enqueue(ProbeJob job);
   void StartWaiting();
@@ -202,13 +202,13 @@ struct HttpProber::Impl {
   void Start(std::shared_ptr<const ProbeJob> job, int number);
   void Deliver(std::unique_ptr<Attempt> a, ProbeResult result);
 
-  // Resolution (engine_resolve.cc).
+  // Resolution (http_prober_resolve.cc).
   Channel* ChannelFor(const RegionConfig& region);
   void Resolve(Attempt& a);
   void OnResolved(uint64_t id, int status, ares_addrinfo* res);
   static void AresSocketCallback(void* data, ares_socket_t fd, int readable, int writable);
 
-  // The curl transfer (engine_transfer.cc).
+  // The curl transfer (http_prober_transfer.cc).
   std::shared_ptr<const MonitorPrep> PrepFor(const std::shared_ptr<const MonitorConfig>& m);
   CURL* AcquireHandle();
   void ReleaseHandle(CURL* e);

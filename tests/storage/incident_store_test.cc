@@ -1,4 +1,4 @@
-#include "storage/incidents.h"
+#include "storage/incident_store.h"
 
 #include <doctest/doctest.h>
 #include <signal.h>
@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include "storage/outbox.h"
+#include "storage/alert_store.h"
 #include "storage/sqlite_store.h"
 #include "tests/storage/samples.h"
 #include "tests/support/fake_clock.h"
