@@ -24,9 +24,7 @@ inline constexpr std::array<std::string_view, 4> kAlertKindNames = {"status_rate
 std::string_view ToString(AlertKind kind);
 std::optional<AlertKind> AlertKindFromString(std::string_view name);
 
-// Phase names of docs/probes.md (blackbox_exporter's), usable in latency rules.
-inline constexpr std::array<std::string_view, 6> kPhaseNames = {
-    "resolve", "connect", "tls", "processing", "transfer", "total"};
+// Latency rules name a phase of probes::kPhases (docs/probes.md).
 
 struct AlertRule {
   std::string name;

@@ -146,11 +146,9 @@ Counting CountingOf(AlertKind kind) {
 }
 
 std::optional<microseconds> Phase(const probes::PhaseTimings& p, std::string_view name) {
-  if (name == "resolve") return p.resolve;
-  if (name == "connect") return p.connect;
-  if (name == "tls") return p.tls;
-  if (name == "processing") return p.processing;
-  if (name == "transfer") return p.transfer;
+  for (const probes::PhaseField& f : probes::kPhases) {
+    if (f.name == name) return p.*f.member;
+  }
   return p.total;
 }
 

@@ -260,11 +260,8 @@ json ResultJson(const probes::ProbeResult& r, const probes::MonitorConfig& m) {
 
 json PhasesJson(const probes::PhaseTimings& p) {
   json phases = json::object();
-  const std::pair<const char*, const std::optional<std::chrono::microseconds>*> all[] = {
-      {"resolve", &p.resolve},       {"connect", &p.connect},   {"tls", &p.tls},
-      {"processing", &p.processing}, {"transfer", &p.transfer}, {"total", &p.total}};
-  for (const auto& [name, value] : all) {
-    if (value->has_value()) phases[name] = static_cast<double>((*value)->count()) / 1e6;
+  for (const probes::PhaseField& f : probes::kPhases) {
+    if (const auto& value = p.*f.member) phases[std::string(f.name)] = static_cast<double>(value->count()) / 1e6;
   }
   return phases;
 }

@@ -269,15 +269,17 @@ int RunDaemon(const std::string& config_path) {
   }
   std::unique_ptr<AlertPipeline> pipeline = std::move(pipeline_or).value();
 
+  // Every result, probed here or pushed by an agent, takes the same way: the metrics, the
+  // alert pipeline, then the writer (false: its queue is full and the result is lost, counted
+  // by the caller).
+  const auto fan_out = [&writer, &metrics, &pipeline](probes::ProbeResult r) {
+    metrics.Observe(r);
+    pipeline->Offer(r);
+    return writer->Enqueue(std::move(r));
+  };
   probes::Scheduler scheduler(clock);
   const int retries_room = 1;
-  ProbeLoop loop(clock, scheduler,
-                 {[&writer] { return writer->HasRoom(retries_room); },
-                  [&writer](probes::ProbeResult r) { return writer->Enqueue(std::move(r)); },
-                  [&metrics, &pipeline](const probes::ProbeResult& r) {
-                    metrics.Observe(r);
-                    pipeline->Offer(r);
-                  }});
+  ProbeLoop loop(clock, scheduler, {[&writer] { return writer->HasRoom(retries_room); }, fan_out, {}});
   ApplySchedule(scheduler, loop, config);
 
   probes::HttpProber::Options engine_options;
@@ -304,13 +306,8 @@ int RunDaemon(const std::string& config_path) {
                              ls.evicted, ls.timed_out, ls.bad_requests};
     return s;
   });
-  // Agent result batches (docs/regions.md) go to the same writer as local results.
-  RegisterIngestRoute(server, {&current, [&writer](size_t rows) { return writer->HasRoom(rows); },
-                               [&writer, &metrics, &pipeline](probes::ProbeResult r) {
-                                 metrics.Observe(r);  // agent regions get their series too
-                                 pipeline->Offer(r);  // and their results count in alerts
-                                 return writer->Enqueue(std::move(r));
-                               }});
+  // Agent result batches (docs/regions.md): their own series, alerts and rows, like local ones.
+  RegisterIngestRoute(server, {&current, [&writer](size_t rows) { return writer->HasRoom(rows); }, fan_out});
 
   RegisterMetricsRoute(server, metrics);
   // JSON API and status page (daemon/api.h, daemon/status_page.h): read-only, each HTTP

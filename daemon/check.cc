@@ -204,11 +204,10 @@ std::string Ms(std::chrono::microseconds us) {
 
 std::string PhaseLine(const probes::PhaseTimings& p) {
   std::string out;
-  const std::pair<const char*, const std::optional<std::chrono::microseconds>*> all[] = {
-      {"resolve", &p.resolve},       {"connect", &p.connect},   {"tls", &p.tls},
-      {"processing", &p.processing}, {"transfer", &p.transfer}, {"total", &p.total}};
-  for (const auto& [name, value] : all) {
-    if (value->has_value()) out += std::string(out.empty() ? "" : "  ") + name + " " + Ms(**value);
+  for (const probes::PhaseField& f : probes::kPhases) {
+    if (const auto& value = p.*f.member) {
+      out += std::string(out.empty() ? "" : "  ") + std::string(f.name) + " " + Ms(*value);
+    }
   }
   return out;
 }

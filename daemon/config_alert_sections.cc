@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "alerting/timezone.h"
+#include "probes/probe_result.h"
 
 namespace gatewatch::daemon::internal {
 namespace {
@@ -129,10 +130,13 @@ void ReadAlert(TableReader& r, alerting::AlertRule& a) {
   }
   if (a.kind == K::kLatency) {
     if (auto v = r.String("phase")) {
-      if (std::find(alerting::kPhaseNames.begin(), alerting::kPhaseNames.end(), *v) ==
-          alerting::kPhaseNames.end()) {
-        r.Error("phase", "expected one of resolve, connect, tls, processing, transfer, total, got " +
-                             Quote(*v));
+      if (std::none_of(probes::kPhases.begin(), probes::kPhases.end(),
+                       [&](const probes::PhaseField& f) { return f.name == *v; })) {
+        std::string names;
+        for (const probes::PhaseField& f : probes::kPhases) {
+          names += std::string(names.empty() ? "" : ", ") + std::string(f.name);
+        }
+        r.Error("phase", "expected one of " + names + ", got " + Quote(*v));
       } else {
         a.phase = *v;
       }

@@ -21,9 +21,7 @@ namespace {
 using probes::Emitter;
 using probes::Reason;
 
-constexpr size_t kPhaseCount = 6;
-constexpr std::array<std::string_view, kPhaseCount> kPhaseNames = {
-    "resolve", "connect", "tls", "processing", "transfer", "total"};
+constexpr size_t kPhaseCount = probes::kPhases.size();
 constexpr int64_t kNoPhase = -1;
 
 // Monitors rendered per hold of the state mutex: ~12 series each, well under a
@@ -80,9 +78,10 @@ struct MonitorState {
 };
 
 void SetPhases(const probes::PhaseTimings& p, std::array<int64_t, kPhaseCount>& out) {
-  const std::array<const std::optional<std::chrono::microseconds>*, kPhaseCount> in = {
-      &p.resolve, &p.connect, &p.tls, &p.processing, &p.transfer, &p.total};
-  for (size_t i = 0; i < kPhaseCount; ++i) out[i] = *in[i] ? (*in[i])->count() : kNoPhase;
+  for (size_t i = 0; i < kPhaseCount; ++i) {
+    const auto& value = p.*probes::kPhases[i].member;
+    out[i] = value ? value->count() : kNoPhase;
+  }
 }
 
 // Appends the series of one monitor to the family buffers.
@@ -101,7 +100,7 @@ void RenderMonitor(const MonitorState& m, std::array<std::string, kFamilyCount>&
         if (p.phase_us[i] == kNoPhase) continue;
         OpenSample(ph, kFamilies[kPhase].name, p.labels);
         ph += ",phase=\"";
-        ph += kPhaseNames[i];
+        ph += probes::kPhases[i].name;
         ph += '"';
         CloseSample(ph);
         AppendSeconds(ph, p.phase_us[i]);

@@ -59,12 +59,10 @@ Result<SystemTime> ParseTime(std::string_view text) {
 nlohmann::ordered_json ToJson(const probes::ProbeResult& r) {
   using json = nlohmann::ordered_json;
   json phases = json::object();
-  const std::pair<const char*, const std::optional<std::chrono::microseconds>*> all[] = {
-      {"resolve", &r.phases.resolve},       {"connect", &r.phases.connect},
-      {"tls", &r.phases.tls},               {"processing", &r.phases.processing},
-      {"transfer", &r.phases.transfer},     {"total", &r.phases.total}};
-  for (const auto& [name, value] : all) {
-    if (value->has_value()) phases[name] = static_cast<double>((*value)->count()) / 1e6;
+  for (const probes::PhaseField& f : probes::kPhases) {
+    if (const auto& value = r.phases.*f.member) {
+      phases[std::string(f.name)] = static_cast<double>(value->count()) / 1e6;
+    }
   }
   json headers = json::object();
   for (const auto& [name, value] : r.headers) headers[name] = value;
@@ -174,19 +172,16 @@ Result<probes::ProbeResult> FromJson(const nlohmann::json& j) {
   r.reason = *rs;
   if (auto it = j.find("phases_seconds"); it != j.end() && !it->is_null()) {
     if (!it->is_object()) return Error("phases_seconds: expected an object");
-    std::optional<std::chrono::microseconds>* slots[] = {&r.phases.resolve, &r.phases.connect, &r.phases.tls,
-                                                        &r.phases.processing, &r.phases.transfer, &r.phases.total};
-    const char* names[] = {"resolve", "connect", "tls", "processing", "transfer", "total"};
     for (const auto& item : it->items()) {
       const std::string& name = item.key();
       const nlohmann::json& value = item.value();
-      const auto* known = std::find_if(std::begin(names), std::end(names), [&](const char* n) { return name == n; });
-      if (known == std::end(names)) return Error("phases_seconds." + name + ": unknown phase");
+      const auto known = std::find_if(probes::kPhases.begin(), probes::kPhases.end(),
+                                      [&](const probes::PhaseField& f) { return f.name == name; });
+      if (known == probes::kPhases.end()) return Error("phases_seconds." + name + ": unknown phase");
       if (!value.is_number() || value.get<double>() < 0 || value.get<double>() > 86400) {
         return Error("phases_seconds." + name + ": expected seconds from 0 to 86400");
       }
-      *slots[known - std::begin(names)] =
-          std::chrono::microseconds(static_cast<int64_t>(std::llround(value.get<double>() * 1e6)));
+      r.phases.*known->member = std::chrono::microseconds(static_cast<int64_t>(std::llround(value.get<double>() * 1e6)));
     }
   }
   if (auto it = j.find("headers"); it != j.end() && !it->is_null()) {

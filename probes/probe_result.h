@@ -21,6 +21,19 @@ struct PhaseTimings {
   std::optional<std::chrono::microseconds> resolve, connect, tls, processing, transfer, total;
 };
 
+// Every phase by name, in the order above: what the API, the metrics, latency rules and
+// ingest spell as a phase (docs/probes.md).
+struct PhaseField {
+  std::string_view name;
+  std::optional<std::chrono::microseconds> PhaseTimings::*member;
+};
+inline constexpr std::array<PhaseField, 6> kPhases = {{{"resolve", &PhaseTimings::resolve},
+                                                       {"connect", &PhaseTimings::connect},
+                                                       {"tls", &PhaseTimings::tls},
+                                                       {"processing", &PhaseTimings::processing},
+                                                       {"transfer", &PhaseTimings::transfer},
+                                                       {"total", &PhaseTimings::total}}};
+
 struct TlsFacts {
   std::string version;  // "TLSv1.3"; empty for plain HTTP or before the handshake
   std::string subject;  // of the leaf certificate
