@@ -6,8 +6,9 @@
 // Render() writes the text format from that state itself. prometheus-cpp's Collect() +
 // TextSerializer take ~300 ms for the ~120k series of 10,000 monitors (docs/building.md "Metrics
 // at scale"); rendering from the state takes a fraction of that (docs/metrics.md). The
-// self metrics (from a SelfStats snapshot) and the families added through the extension
-// point below are few and go through prometheus-cpp (a Registry and TextSerializer).
+// self metrics (from a SelfStats snapshot) are few and go through prometheus-cpp (a Registry
+// and TextSerializer); the families added through the extension point below (alert and
+// incident series, up to several per monitor) are compact state rendered as text too.
 //
 // A labelled series exists only once its value has been seen. Gauges follow the last
 // *confirmed* result; counters count every attempt (docs/probes.md).
@@ -153,7 +154,7 @@ class Metrics {
   mutable std::mutex self_mu_;  // guards self_source_; held while calling it
   std::function<SelfStats()> self_source_;
 
-  std::unique_ptr<Extensions> extensions_;  // prometheus-cpp registry (thread-safe)
+  std::unique_ptr<Extensions> extensions_;  // the extension families (thread-safe)
 };
 
 inline constexpr const char* kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";

@@ -1,10 +1,10 @@
 #pragma once
 // The extension families (Metrics::AddGaugeFamily() and AddCounterFamily(), metrics.h):
 // compact state rendered as text, like the probe series.
-// (They were prometheus-cpp families: ~0.5 KB per series at rest, and every scrape built every
-// series again as ClientMetric objects before serialising them. With alert rules on 10,000
-// monitors — gatewatch_alert_state, _ratio and _silenced: 60,000 series — that was ~35 MB per
-// scrape and ~15 MB at rest.)
+// Not prometheus-cpp families: those hold ~0.5 KB per series at rest and build every series
+// again as ClientMetric objects on each scrape; alert rules on 10,000 monitors
+// (gatewatch_alert_state, _ratio and _silenced: 60,000 series) would cost tens of MB per
+// scrape.
 
 #include <map>
 #include <memory>

@@ -357,7 +357,7 @@ enum class Healed : uint8_t { kTransientOrReRun, kAsOfLastFailure };
 
 Diagnosis Decide(const Analysis& a, Healed healed);
 
-// Row 10 with alert_fired: the verdict as of the last failure, so that a closing incident keeps
+// Row 16 (transient) with alert_fired: the verdict as of the last failure, so that a closing incident keeps
 // its root cause (header comment). Each region that failed keeps its results up to its last
 // failure; upstream results are aligned to those failures as always.
 Diagnosis AsOfLastFailure(const Analysis& a) {

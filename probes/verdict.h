@@ -168,7 +168,7 @@ struct DiagnosisInput {
   std::map<std::string, std::vector<ProbeResult>> upstreams;  // linked upstream -> its results
   SystemTime now{};
   Duration window{};         // <= 0: no lower bound
-  bool alert_fired = false;  // an alert fired during the current incident (row 10)
+  bool alert_fired = false;  // an alert fired during the current incident (row 16's re-run)
 };
 
 // One result as evidence shows it.
@@ -250,7 +250,7 @@ struct Evidence {
   std::optional<DnsChange> dns_change;    // dns only
   std::optional<TlsFacts> tls;            // tls only: the failing result's certificate
   std::string tls_region;
-  std::optional<SystemTime> as_of, recovered_at;  // re-run of a closed incident (row 10)
+  std::optional<SystemTime> as_of, recovered_at;  // re-run of a closed incident (row 16)
   std::vector<std::string> notes;                 // why a row did not apply, data problems
 };
 
